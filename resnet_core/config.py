@@ -1,0 +1,197 @@
+"""Typed, validated configuration: one dataclass per concern (model, data, training).
+
+Every config validates itself on construction and raises ConfigError with a message that says
+what is valid, round-trips through JSON (``to_dict`` / ``from_dict``), and is saved in every run
+directory and checkpoint so a run is always analysed with the architecture it was trained with.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """An invalid setting; the message is meant for a person and says what is valid."""
+
+
+BLOCKS = ("basic", "bottleneck")
+SHORTCUTS = ("A", "B", "C")
+INITS = ("kaiming", "xavier", "normal")
+SCHEDULES = ("step", "cosine", "constant")
+DATASETS = ("synthetic", "cifar10", "folder")
+MAX_DEPTH = 1202
+
+
+def blocks_per_stage(depth: int, block: str) -> int:
+    """n for depth = 6n+2 (basic, two convs a block) or 9n+2 (bottleneck, three convs a block)."""
+    convs = 2 if block == "basic" else 3
+    per_stage = 3 * convs
+    if depth < per_stage + 2 or (depth - 2) % per_stage:
+        raise ConfigError(
+            f"depth {depth} is not valid for {block} blocks: use {per_stage}n+2, "
+            f"e.g. {', '.join(str(d) for d in valid_depths(block)[:6])}"
+        )
+    return (depth - 2) // per_stage
+
+
+def valid_depths(block: str, max_depth: int = MAX_DEPTH) -> list[int]:
+    per_stage = 6 if block == "basic" else 9
+    return list(range(per_stage + 2, max_depth + 1, per_stage))
+
+
+def _choice(name: str, value: Any, allowed: tuple) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{name} must be one of {', '.join(map(str, allowed))}; got {value!r}")
+
+
+class _JsonMixin:
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ConfigError(f"unknown {cls.__name__} field(s): {', '.join(sorted(unknown))}")
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class ModelConfig(_JsonMixin):
+    depth: int = 20
+    residual: bool = True
+    shortcut: str = "A"          # A: zero-pad identity, B: projection where shape changes, C: all projections
+    block: str = "basic"         # basic (6n+2) or bottleneck (9n+2)
+    preact: bool = False         # full pre-activation (He et al. 2016) instead of post-activation (2015)
+    batchnorm: bool = True
+    width: int = 1               # multiplier of the stage widths 16/32/64
+    init: str = "kaiming"        # kaiming (He), xavier, normal: N(0, 0.02)
+    zero_init_last: bool = False  # zero the last BN gamma of every branch (Goyal et al. 2017)
+    num_classes: int = 10
+
+    def __post_init__(self):
+        if not isinstance(self.depth, int) or isinstance(self.depth, bool):
+            raise ConfigError(f"depth must be an integer; got {self.depth!r}")
+        _choice("block", self.block, BLOCKS)
+        _choice("shortcut", self.shortcut, SHORTCUTS)
+        _choice("init", self.init, INITS)
+        if self.depth > MAX_DEPTH:
+            raise ConfigError(f"depth {self.depth} is too deep: at most {MAX_DEPTH}")
+        blocks_per_stage(self.depth, self.block)
+        if not 1 <= int(self.width) <= 16:
+            raise ConfigError(f"width must be an integer from 1 to 16; got {self.width!r}")
+        if self.num_classes < 2:
+            raise ConfigError(f"num_classes must be at least 2; got {self.num_classes}")
+        if self.zero_init_last and not self.batchnorm:
+            raise ConfigError("zero_init_last needs BatchNorm (it zeroes the last BN of each branch)")
+
+    @property
+    def n(self) -> int:
+        return blocks_per_stage(self.depth, self.block)
+
+    @property
+    def name(self) -> str:
+        kind = ("preact-" if self.preact else "") + ("resnet" if self.residual else "plain")
+        extra = "" if self.block == "basic" else "-bottleneck"
+        return f"{kind}-{self.depth}{extra}"
+
+
+@dataclass(frozen=True)
+class DataConfig(_JsonMixin):
+    name: str = "synthetic"      # synthetic (embedded shapes), cifar10, folder
+    path: str | None = None      # cifar10: directory holding/receiving cifar-10-batches-py; folder: image root
+    download: bool = True        # cifar10: try torchvision's download when the files are missing
+    augment: bool = True         # the paper's 4-pixel pad, random 32x32 crop, horizontal flip
+    pca_color: bool = False      # AlexNet-style PCA colour augmentation (Krizhevsky et al. 2012)
+    n_train: int = 10000         # synthetic only
+    n_test: int = 2000           # synthetic only
+    seed: int = 0                # synthetic only: the generated images
+
+    def __post_init__(self):
+        _choice("dataset", self.name, DATASETS)
+        if self.name == "folder" and not self.path:
+            raise ConfigError("the folder data set needs a path: folder:PATH or --data-dir PATH")
+        if self.n_train < 10 or self.n_test < 10:
+            raise ConfigError("n_train and n_test must be at least 10")
+
+
+@dataclass(frozen=True)
+class TrainConfig(_JsonMixin):
+    steps: int | None = 500       # optimizer steps; exactly one of steps/epochs
+    epochs: float | None = None
+    batch_size: int = 128
+    lr: float = 0.1               # SGD learning rate per batch of batch_size (paper: 0.1 at 128)
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    schedule: str = "step"        # step: /10 at 50% and 75% of the run (paper: 32k, 48k of 64k)
+    warmup_steps: int = 0         # linear warm-up from lr/10 (the paper warms ResNet-110 up at 0.01)
+    seed: int = 0                 # model init and data order; twins with one seed see identical batches
+    device: str = "auto"          # auto, cpu, cuda, cuda:N, mps
+    amp: bool = True              # bf16 autocast on CUDA only
+    channels_last: bool = True    # CUDA only
+    eval_every: int = 100         # steps between test-set evaluations (0: only at the end)
+    eval_batches: int = 8         # test batches per periodic evaluation (the final one uses all)
+    log_every: int = 1            # steps between probe records
+    feature_maps_every: int = 50  # steps between feature-map snapshots of the probe image (0: off)
+    checkpoint_every: int = 0     # steps between checkpoints (0: only at the end)
+    probes: bool = True
+
+    def __post_init__(self):
+        if (self.steps is None) == (self.epochs is None):
+            raise ConfigError("give exactly one of steps or epochs")
+        if self.steps is not None and (not isinstance(self.steps, int) or self.steps < 1):
+            raise ConfigError(f"steps must be a positive integer; got {self.steps!r}")
+        if self.epochs is not None and not self.epochs > 0:
+            raise ConfigError(f"epochs must be positive; got {self.epochs!r}")
+        if not 1 <= self.batch_size <= 8192:
+            raise ConfigError(f"batch size must be from 1 to 8192; got {self.batch_size}")
+        if not (self.lr > 0 and self.lr < 100):
+            raise ConfigError(f"learning rate must be positive (the paper uses 0.1); got {self.lr}")
+        if not 0 <= self.momentum < 1:
+            raise ConfigError(f"momentum must be in [0, 1); got {self.momentum}")
+        if self.weight_decay < 0:
+            raise ConfigError(f"weight decay must be non-negative; got {self.weight_decay}")
+        _choice("schedule", self.schedule, SCHEDULES)
+        for name in ("warmup_steps", "eval_every", "eval_batches", "feature_maps_every", "checkpoint_every"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be non-negative; got {getattr(self, name)}")
+        if self.log_every < 1:
+            raise ConfigError(f"log_every must be at least 1; got {self.log_every}")
+        dev = self.device
+        if not (dev in ("auto", "cpu", "cuda", "mps") or (dev.startswith("cuda:") and dev[5:].isdigit())):
+            raise ConfigError(f"device must be auto, cpu, cuda, cuda:N or mps; got {dev!r}")
+
+    def total_steps(self, n_train: int) -> int:
+        if self.steps is not None:
+            return self.steps
+        return max(1, round(self.epochs * n_train / self.batch_size))
+
+
+@dataclass(frozen=True)
+class RunConfig(_JsonMixin):
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    name: str = ""
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunConfig":
+        unknown = set(d) - {"model", "data", "train", "name"}
+        if unknown:
+            raise ConfigError(f"unknown RunConfig field(s): {', '.join(sorted(unknown))}")
+        return cls(
+            model=ModelConfig.from_dict(d.get("model", {})),
+            data=DataConfig.from_dict(d.get("data", {})),
+            train=TrainConfig.from_dict(d.get("train", {})),
+            name=d.get("name", ""),
+        )
+
+    @property
+    def label(self) -> str:
+        return self.name or self.model.name

@@ -1,0 +1,190 @@
+"""Instrumentation of a CifarResNet during training: gradient norms, residual-branch responses,
+activation statistics, feature maps.
+
+All hooks go through one context manager that keeps the handles and removes them in ``finally``
+without swallowing exceptions (the weakness of pytorch-grad-cam's ``ActivationsAndGradients``).
+Statistics stay on the device as 0-d tensors and are copied to the host together, once per logged
+step, by ``ProbeSet.collect``: no ``.item()`` per layer per step.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from .models import CifarResNet
+
+
+@dataclass(frozen=True)
+class ProbeLayout:
+    """Names of everything the probes measure, in network order (input to output)."""
+
+    layers: list[str]   # weight layers (conv, linear): gradient norms
+    blocks: list[str]   # residual/plain blocks: branch response std and ||F(x)||/||x||
+    stages: list[str]   # stages: activation mean/std, dead-ReLU fraction
+
+    def to_dict(self) -> dict:
+        return {"layers": self.layers, "blocks": self.blocks, "stages": self.stages}
+
+
+def probe_layout(model: CifarResNet) -> ProbeLayout:
+    return ProbeLayout(model.layer_names, [n for n, _ in model.named_blocks()], [n for n, _ in model.stages()])
+
+
+class ProbeSet:
+    """Forward hooks that record, while ``armed``, per block the std of the branch response F(x)
+    (after its last BN, before the addition: Fig. 7 of He et al. 2015) and ||F(x)||/||x|| with x the
+    block's input, and per stage the output's mean and std and the fraction of dead ReLU channels
+    (channels that are zero at every position of every image in the batch)."""
+
+    def __init__(self, model: CifarResNet):
+        self.model = model
+        self.layout = probe_layout(model)
+        self._weights = [m.weight for _, m in model.weight_layers()]
+        self._handles: list = []
+        self.armed = False
+        n_blocks, n_stages = len(self.layout.blocks), len(self.layout.stages)
+        self._block_in = [None] * n_blocks
+        self._branch_std = [None] * n_blocks
+        self._branch_ratio = [None] * n_blocks
+        self._act_mean = [None] * n_stages
+        self._act_std = [None] * n_stages
+        self._dead = [[] for _ in range(n_stages)]
+
+    # --- hook installation ---------------------------------------------------------------------
+    def _register(self) -> None:
+        for i, (_, block) in enumerate(self.model.named_blocks()):
+            self._handles.append(block.register_forward_pre_hook(self._block_input_hook(i)))
+            self._handles.append(block.branch.register_forward_hook(self._branch_hook(i)))
+        for s, (_, stage) in enumerate(self.model.stages()):
+            self._handles.append(stage.register_forward_hook(self._stage_hook(s)))
+            for m in stage.modules():
+                if isinstance(m, nn.ReLU):
+                    self._handles.append(m.register_forward_hook(self._relu_hook(s)))
+
+    def remove(self) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+
+    def _block_input_hook(self, i):
+        def hook(module, args):
+            if self.armed:
+                self._block_in[i] = torch.linalg.vector_norm(args[0].detach().float())
+        return hook
+
+    def _branch_hook(self, i):
+        def hook(module, args, out):
+            if self.armed:
+                f = out.detach().float()
+                self._branch_std[i] = f.std()
+                self._branch_ratio[i] = torch.linalg.vector_norm(f) / self._block_in[i].clamp_min(1e-12)
+        return hook
+
+    def _stage_hook(self, s):
+        def hook(module, args, out):
+            if self.armed:
+                a = out.detach().float()
+                self._act_mean[s] = a.mean()
+                self._act_std[s] = a.std()
+        return hook
+
+    def _relu_hook(self, s):
+        def hook(module, args, out):
+            if self.armed:
+                # (B, C, H, W) -> (C,): a channel is dead when it is zero everywhere in the batch
+                alive = out.detach().amax(dim=(0, 2, 3)) > 0
+                self._dead[s].append(1.0 - alive.float().mean())
+        return hook
+
+    # --- collection ------------------------------------------------------------------------------
+    def grad_norms(self) -> torch.Tensor:
+        grads = [w.grad if w.grad is not None else torch.zeros_like(w) for w in self._weights]
+        return torch.stack(torch._foreach_norm(grads)).float()  # (n_layers,)
+
+    def device_stats(self, with_grads: bool = True) -> list[torch.Tensor]:
+        """The armed forward's statistics (and the gradient norms) as 1-d tensors on the device."""
+        z = torch.zeros((), device=self._weights[0].device)
+        pick = lambda xs: torch.stack([x if x is not None else z for x in xs]) if xs else z.new_zeros(0)
+        dead = [torch.stack(d).mean() if d else z for d in self._dead]
+        parts = [pick(self._branch_std), pick(self._branch_ratio), pick(self._act_mean),
+                 pick(self._act_std), pick(dead)]
+        if with_grads:
+            parts.insert(0, self.grad_norms())
+        for d in self._dead:
+            d.clear()
+        return parts
+
+    def split(self, host: list[float], with_grads: bool = True) -> dict[str, list[float]]:
+        """Inverse of the concatenation of ``device_stats`` after one host copy."""
+        keys = (["grad_norm"] if with_grads else []) + ["branch_std", "branch_ratio", "act_mean", "act_std", "dead_relu"]
+        sizes = ([len(self.layout.layers)] if with_grads else []) + [len(self.layout.blocks)] * 2 + [len(self.layout.stages)] * 3
+        out, i = {}, 0
+        for k, n in zip(keys, sizes):
+            out[k] = host[i:i + n]
+            i += n
+        return out
+
+
+@contextmanager
+def probes(model: CifarResNet):
+    """Registers the probe hooks for the duration of the block and always removes them."""
+    ps = ProbeSet(model)
+    ps._register()
+    try:
+        yield ps
+    finally:
+        ps.remove()
+
+
+@contextmanager
+def captured(model: nn.Module, names: list[str]):
+    """Captures the forward outputs of the named submodules into a dict; hooks always removed."""
+    modules = dict(model.named_modules())
+    missing = [n for n in names if n not in modules]
+    if missing:
+        raise KeyError(f"no such layer(s): {', '.join(missing)}; available: {', '.join(list(modules)[:20])} ...")
+    store: dict[str, torch.Tensor] = {}
+    handles = []
+    try:
+        for n in names:
+            handles.append(modules[n].register_forward_hook(
+                lambda m, a, out, n=n: store.__setitem__(n, out.detach())))
+        yield store
+    finally:
+        for h in handles:
+            h.remove()
+
+
+@torch.no_grad()
+def feature_maps(model: CifarResNet, image: torch.Tensor, max_channels: int = 8) -> dict[str, np.ndarray]:
+    """Feature maps of one normalised image (1, 3, H, W): the stem and each stage output, and for each
+    block its input x, its branch F(x) and the block output (F(x) + x, after the ReLU when
+    post-activation). Keys: "stem", "layer1", "layer2.0/x", "layer2.0/F", "layer2.0/out", ...
+    Values: float16 arrays (channels, H, W), the first ``max_channels`` channels."""
+    was_training = model.training
+    model.eval()
+    block_names = [n for n, _ in model.named_blocks()]
+    out: dict[str, np.ndarray] = {}
+    inputs: dict[str, torch.Tensor] = {}
+    blocks = dict(model.named_blocks())
+    pre = [blocks[n].register_forward_pre_hook(lambda m, a, n=n: inputs.__setitem__(n, a[0].detach())) for n in block_names]
+    try:
+        names = ["stem"] + [s for s, _ in model.stages()] + block_names + [f"{n}.branch" for n in block_names]
+        with captured(model, names) as store:
+            model(image)
+    finally:
+        for h in pre:
+            h.remove()
+        model.train(was_training)
+    pack = lambda t: t[0, :max_channels].float().cpu().numpy().astype(np.float16)  # (C, H, W)
+    for n in ["stem"] + [s for s, _ in model.stages()]:
+        out[n] = pack(store[n])
+    for n in block_names:
+        out[f"{n}/x"] = pack(inputs[n])
+        out[f"{n}/F"] = pack(store[f"{n}.branch"])
+        out[f"{n}/out"] = pack(store[n])
+    return out
