@@ -271,6 +271,44 @@ def attribute(model: nn.Module, x: torch.Tensor, target: int | torch.Tensor, met
     return maps[0] if maps.shape[0] == 1 else maps
 
 
+MODEL_SPECS = "run:RUN_ID, ckpt:PATH or imagenet:resnet18|resnet34|resnet50"
+
+
+def load_model(spec: str, *, runs_dir=None, device: str | torch.device = "cpu") -> LoadedModel:
+    """A model by spec: ``run:RUN_ID`` (a stored run's last checkpoint, its own config), ``ckpt:PATH``
+    (ours or a community CIFAR-10 file; architecture inferred from the weights) or
+    ``imagenet:ARCH``. Raises ``ModelError`` or ``CheckpointError`` with a message for a person."""
+    from .checkpoints import load_checkpoint
+    from .imagenet import ModelError, load_imagenet
+
+    kind, _, value = spec.partition(":")
+    if not value:
+        raise ModelError(f"model {spec!r} is not a model spec: use {MODEL_SPECS}")
+    if kind == "run":
+        from .runs import RunStore, validate_run_id
+        try:
+            validate_run_id(value)
+        except ValueError as e:
+            raise ModelError(str(e)) from None
+        store = RunStore(runs_dir)
+        if not (store.root / value).is_dir():
+            raise ModelError(f"no run {value!r} in {store.root}: list them with `python -m resnet_core runs`")
+        path = store.checkpoint_path(value)
+        if path is None:
+            raise ModelError(f"run {value!r} has no checkpoint yet (runs/<id>/checkpoints/last.pt is written "
+                             "when training ends): wait for it or pick another run")
+        loaded = load_checkpoint(path)
+        loaded.source = f"run {value}"
+    elif kind == "ckpt":
+        loaded = load_checkpoint(value)
+    elif kind == "imagenet":
+        loaded = load_imagenet(value)
+    else:
+        raise ModelError(f"unknown model kind {kind!r}: use {MODEL_SPECS}")
+    loaded.model.to(device)
+    return loaded
+
+
 @torch.no_grad()
 def predict(loaded: LoadedModel, x: torch.Tensor, k: int = 5) -> list[tuple[str, float]]:
     """The top-k classes of one image with softmax probabilities."""
