@@ -1,0 +1,127 @@
+"""AppTest smoke tests of pages/attribution.py: uploads through ``file_uploader``, maps, errors, checks."""
+from __future__ import annotations
+
+import hashlib
+import io
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+ROOT = Path(__file__).resolve().parents[2]
+PAGE = str(ROOT / "pages" / "attribution.py")
+RESNET20 = ROOT.parent / "shared" / "weights" / "resnet20-12fca82f.th"
+
+
+def _png(color=(200, 50, 50), size=(40, 30)) -> bytes:
+    buf = io.BytesIO()
+    img = Image.new("RGB", size, color)
+    img.paste((20, 200, 240), (10, 8, 24, 20))
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _elements(node, kind: str) -> list:
+    """Every element of a type (class name) in an AppTest tree, depth first."""
+    found = [node] if type(node).__name__ == kind else []
+    for child in getattr(node, "children", {}).values():
+        found += _elements(child, kind)
+    return found
+
+
+@pytest.fixture
+def runs_dir(tmp_path, monkeypatch):
+    d = tmp_path / "runs"
+    monkeypatch.setenv("RESNET_LAB_RUNS", str(d))
+    return d
+
+
+def _store_tiny_run(runs_dir: Path) -> str:
+    """A finished run with a random depth-8 checkpoint, through the run store's own writer."""
+    from resnet_core.checkpoints import save_checkpoint
+    from resnet_core.config import ModelConfig, RunConfig, TrainConfig
+    from resnet_core.data import SHAPE_CLASSES
+    from resnet_core.models import build_model
+    from resnet_core.runs import RunStore
+
+    cfg = RunConfig(model=ModelConfig(depth=8), train=TrainConfig(steps=1), name="tiny")
+    writer = RunStore(runs_dir).create(cfg, status="finished", run_id="tiny-run")
+    torch.manual_seed(0)
+    save_checkpoint(writer.path / "checkpoints" / "last.pt", build_model(cfg.model), cfg.to_dict(), step=1,
+                    classes=list(SHAPE_CLASSES), mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+    writer.close()
+    return writer.run_id
+
+
+def _wait_idle(timeout=120.0):
+    from dashboard.attribution_view import get_service
+    service = get_service()
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        jobs = list(service._jobs.values())
+        if not any(j.active for j in jobs):
+            return
+        time.sleep(0.1)
+    raise AssertionError("attribution jobs did not finish")
+
+
+def test_renders_empty(runs_dir):
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    assert not at.exception
+    assert any("Upload an image" in i.value for i in at.info)
+
+
+def test_bad_upload_is_an_error_and_the_page_lives_on(runs_dir):
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    at.file_uploader(key="attr_uploads").set_value([("broken.jpg", b"not a jpeg at all", "image/jpeg"),
+                                                   ("empty.png", b"", "image/png")]).run()
+    assert not at.exception
+    errors = [e.value for e in at.error]
+    assert "broken.jpg: not an image, or not a supported format: use PNG, JPEG, WebP, BMP, GIF or TIFF" in errors
+    assert any(e.startswith("empty.png: the file is empty") for e in errors)
+    assert at.radio(key="attr_source").value == "Upload"
+
+
+@pytest.mark.skipif(not RESNET20.is_file(), reason="../shared/weights absent")
+def test_upload_with_community_checkpoint_shows_maps(runs_dir):
+    at = AppTest.from_file(PAGE, default_timeout=120).run()
+    at.file_uploader(key="attr_uploads").set_value(("photo.png", _png(), "image/png"))
+    at.text_input(key="attr_ckpt_path").set_value(str(RESNET20))
+    at.run()
+    assert not at.exception
+    assert not at.error, [e.value for e in at.error]
+    assert at.multiselect(key="attr_models").value == [f"ckpt:{RESNET20}"]
+    downloads = _elements(at.main, "DownloadButton")
+    assert len(downloads) == 2  # saliency and Grad-CAM, the default methods
+    assert len(_elements(at.main, "Image")) >= 3  # the upload and two overlays
+    target = at.selectbox(key=f"target_upload:{hashlib.sha256(_png()).hexdigest()[:16]}_ckpt:{RESNET20}")
+    assert len(target.options) == 10
+
+
+def test_shapes_samples_run_model_and_checks(runs_dir):
+    run_id = _store_tiny_run(runs_dir)
+    at = AppTest.from_file(PAGE, default_timeout=120).run()
+    at.radio(key="attr_source").set_value("Shapes test set").run()
+    assert at.multiselect(key="attr_models").value == [f"run:{run_id}"]
+    at.multiselect(key="attr_samples").set_value([3])
+    at.multiselect(key="attr_methods").set_value(["saliency"])
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert len(_elements(at.main, "Image")) == 3  # the sample, its ground-truth mask and one overlay
+    assert len(_elements(at.main, "DownloadButton")) == 1
+
+    at.button(key="attr_run_rand").click().run()
+    at.slider(key="attr_point_n").set_value(8)
+    at.button(key="attr_run_point").click().run()
+    _wait_idle()
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    tables = [df.value for df in at.dataframe]
+    rand = [t for t in tables if "rank correlation" in t.columns]
+    point = [t for t in tables if "pointing game" in t.columns]
+    assert len(rand) == 1 and -1 <= rand[0]["rank correlation"].iloc[0] <= 1
+    assert len(point) == 1 and 0 <= point[0]["pointing game"].iloc[0] <= 1
+    assert point[0]["images"].iloc[0] == 8
