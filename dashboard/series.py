@@ -178,3 +178,22 @@ class SeriesCache:
     def forget(self, run_id: str) -> None:
         with self._lock:
             self._tails.pop(run_id, None)
+
+
+def metrics_long_csv(series: list[RunSeries]) -> str:
+    """The runs' scalar metrics in long format, one row per (run, step, metric): easy to pivot in
+    pandas or a spreadsheet, and one schema whatever metrics a run has."""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    out = csv.writer(buf, lineterminator="\n")
+    out.writerow(["run_id", "label", "step", "metric", "value"])
+    for s in series:
+        for key in ("train_loss", "train_acc", "lr", "images_per_s"):
+            for step, value in zip(s.step.tolist(), s.scalars.get(key, np.zeros(0)).tolist()):
+                out.writerow([s.run_id, s.label, step, key, repr(value)])
+        for key, values in (("test_loss", s.test_loss), ("test_acc", s.test_acc)):
+            for step, value in zip(s.eval_step.tolist(), values.tolist()):
+                out.writerow([s.run_id, s.label, step, key, repr(value)])
+    return buf.getvalue()

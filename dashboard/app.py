@@ -1,0 +1,20 @@
+"""ResNet Lab: the entry point only builds the page list (Streamlit's ``hello`` app shape)."""
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # `streamlit run dashboard/app.py` puts dashboard/, not the repo, on the path
+    sys.path.insert(0, str(ROOT))
+
+import streamlit as st  # noqa: E402
+
+st.set_page_config(page_title="ResNet Lab", page_icon="🧱", layout="wide")
+
+pages = [
+    st.Page(ROOT / "pages" / "train.py", title="Train", icon="🏋️", url_path="train", default=True),
+    st.Page(ROOT / "pages" / "compare.py", title="Compare", icon="📊", url_path="compare"),
+]
+if (ROOT / "pages" / "attribution.py").is_file():  # written by another engineer; the app runs either way
+    pages.append(st.Page(ROOT / "pages" / "attribution.py", title="Attribution", icon="🔎", url_path="attribution"))
+
+st.navigation(pages).run()

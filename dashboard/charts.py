@@ -1,0 +1,322 @@
+"""Plotly figures from run data: pure functions, no Streamlit, every axis titled with its unit.
+
+Long runs are decimated before drawing (bin means for curves, bin-mean columns for heatmaps) so a
+figure stays a few hundred points wide whatever the run length: the browser redraws them every second.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.colors import qualitative, sample_colorscale
+from plotly.subplots import make_subplots
+
+from .series import RunSeries
+
+MAX_POINTS = 400        # points per curve after decimation
+MAX_HEATMAP_COLS = 160  # step columns of a heatmap after decimation
+PALETTE = qualitative.Plotly
+STAGE_DASH = ("solid", "dash", "dot", "dashdot")
+LAYOUT = dict(margin=dict(l=60, r=20, t=40, b=50), height=330, legend=dict(orientation="h", y=-0.25),
+              hovermode="closest", template="plotly_white")
+
+
+# --- helpers ------------------------------------------------------------------------------------
+def decimate(x: np.ndarray, y: np.ndarray, max_points: int = MAX_POINTS) -> tuple[np.ndarray, np.ndarray]:
+    """Bin means of (x, y) when there are more than ``max_points`` points (NaNs ignored)."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if len(x) <= max_points:
+        return x, y
+    edges = np.linspace(0, len(x), max_points + 1).astype(int)
+    xs = np.array([x[a:b].mean() for a, b in zip(edges[:-1], edges[1:])])
+    with np.errstate(all="ignore"):
+        ys = np.array([np.nanmean(y[a:b]) if np.isfinite(y[a:b]).any() else np.nan
+                       for a, b in zip(edges[:-1], edges[1:])])
+    return xs, ys
+
+
+def decimate_columns(steps: np.ndarray, m: np.ndarray, max_cols: int = MAX_HEATMAP_COLS
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """(steps, m) with m (n_steps, n) reduced to at most ``max_cols`` rows by bin means."""
+    if len(steps) <= max_cols:
+        return np.asarray(steps, dtype=float), m
+    edges = np.linspace(0, len(steps), max_cols + 1).astype(int)
+    xs = np.array([steps[a:b].mean() for a, b in zip(edges[:-1], edges[1:])])
+    with np.errstate(all="ignore"):
+        ms = np.stack([np.nanmean(m[a:b], axis=0) for a, b in zip(edges[:-1], edges[1:])])
+    return xs, ms
+
+
+def run_colors(runs: list[RunSeries]) -> dict[str, str]:
+    return {r.run_id: PALETTE[i % len(PALETTE)] for i, r in enumerate(runs)}
+
+
+def _base(fig: go.Figure, title: str, x: str, y: str, **extra) -> go.Figure:
+    fig.update_layout(title=dict(text=title, x=0, font=dict(size=14)), **{**LAYOUT, **extra})
+    fig.update_xaxes(title_text=x)
+    fig.update_yaxes(title_text=y)
+    return fig
+
+
+def _mark_divergence(fig: go.Figure, run: RunSeries, color: str, **where) -> None:
+    if run.diverged:
+        fig.add_vline(x=run.diverged["step"], line=dict(color=color, dash="dot", width=2),
+                      annotation_text=f"{run.label} diverged at step {run.diverged['step']}",
+                      annotation_position="top left", **where)
+
+
+def _empty(title: str, x: str, y: str, note: str = "waiting for the first points") -> go.Figure:
+    fig = _base(go.Figure(), title, x, y)
+    fig.add_annotation(text=note, showarrow=False, xref="paper", yref="paper", x=0.5, y=0.5,
+                       font=dict(color="gray"))
+    return fig
+
+
+# --- loss and accuracy --------------------------------------------------------------------------
+def loss_figure(runs: list[RunSeries]) -> go.Figure:
+    return _curves(runs, "train_loss", "test_loss", "Loss", "cross-entropy loss (nats)", 1.0)
+
+
+def accuracy_figure(runs: list[RunSeries]) -> go.Figure:
+    return _curves(runs, "train_acc", "test_acc", "Accuracy", "accuracy (%)", 100.0)
+
+
+def _curves(runs, train_key, test_key, title, y_title, scale) -> go.Figure:
+    fig = _base(go.Figure(), title, "training step (optimizer updates)", y_title)
+    colors = run_colors(runs)
+    for r in runs:
+        c = colors[r.run_id]
+        if len(r):
+            x, y = decimate(r.step, r.scalars[train_key] * scale)
+            fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name=f"{r.label} train", line=dict(color=c, width=1.5),
+                                     legendgroup=r.run_id))
+        if len(r.eval_step):
+            test = r.test_loss if test_key == "test_loss" else r.test_acc
+            fig.add_trace(go.Scatter(x=r.eval_step, y=test * scale, mode="lines+markers", name=f"{r.label} test",
+                                     line=dict(color=c, dash="dash", width=2), marker=dict(size=7),
+                                     legendgroup=r.run_id))
+        _mark_divergence(fig, r, c)
+    if not fig.data:
+        return _empty(title, "training step (optimizer updates)", y_title)
+    return fig
+
+
+# --- gradients -----------------------------------------------------------------------------------
+def grad_norm_range(runs: list[RunSeries]) -> tuple[float, float] | None:
+    """A shared log10 colour range for heatmaps drawn side by side, so colours compare across runs."""
+    vals = [np.log10(np.clip(r.vectors["grad_norm"], 1e-12, None)) for r in runs
+            if r.vectors.get("grad_norm") is not None and r.vectors["grad_norm"].size]
+    if not vals:
+        return None
+    allv = np.concatenate([v[np.isfinite(v)].ravel() for v in vals])
+    if not allv.size:
+        return None
+    lo, hi = np.percentile(allv, [1, 99.5])
+    return float(lo), float(max(hi, lo + 1e-3))
+
+
+def grad_norm_heatmap(run: RunSeries, zrange: tuple[float, float] | None = None) -> go.Figure:
+    title = f"Gradient norm per layer: {run.label}"
+    x_title, y_title = "training step (optimizer updates)", "layer (input at top, output at bottom)"
+    g = run.vectors.get("grad_norm")
+    layers = run.layout.get("layers") or []
+    if g is None or not g.size:
+        return _empty(title, x_title, y_title)
+    steps, m = decimate_columns(run.step, g)
+    z = np.log10(np.clip(m, 1e-12, None)).T                      # (layers, steps)
+    names = layers if len(layers) == z.shape[0] else [f"layer {i}" for i in range(z.shape[0])]
+    zmin, zmax = zrange or (float(np.nanmin(z)), float(np.nanmax(z)))
+    ticks = list(range(math.floor(zmin), math.ceil(zmax) + 1))
+    fig = go.Figure(go.Heatmap(
+        x=steps, y=[f"{i}: {n}" for i, n in enumerate(names)], z=z, zmin=zmin, zmax=zmax, colorscale="Viridis",
+        colorbar=dict(title=dict(text="‖∇W‖₂<br>(log)", side="right"), tickvals=ticks,
+                      ticktext=[f"1e{t}" for t in ticks]),
+        hovertemplate="step %{x:.0f}<br>%{y}<br>log10 ‖∇W‖ = %{z:.2f}<extra></extra>"))
+    fig = _base(fig, title, x_title, y_title, height=max(330, min(700, 14 * len(names) + 120)))
+    fig.update_yaxes(autorange="reversed", tickfont=dict(size=9))
+    return fig
+
+
+def grad_profile_figure(runs: list[RunSeries]) -> go.Figure:
+    title = "Latest gradient norm by layer"
+    x_title, y_title = "layer index (0 = first conv, input side)", "gradient L2 norm ‖∂L/∂W‖₂ (log scale)"
+    fig = _base(go.Figure(), title, x_title, y_title)
+    colors = run_colors(runs)
+    for r in runs:
+        g = r.latest("grad_norm")
+        if g is None:
+            continue
+        names = r.layout.get("layers") or [str(i) for i in range(len(g))]
+        fig.add_trace(go.Scatter(x=np.arange(len(g)), y=np.clip(g, 1e-12, None), mode="lines+markers",
+                                 name=r.label, line=dict(color=colors[r.run_id], dash="solid" if r.residual else "dash"),
+                                 text=names, marker=dict(size=4),
+                                 hovertemplate="%{text}<br>‖∇W‖ = %{y:.3g}<extra>" + r.label + "</extra>"))
+    if not fig.data:
+        return _empty(title, x_title, y_title)
+    fig.update_yaxes(type="log")
+    return fig
+
+
+# --- residual-branch responses -------------------------------------------------------------------
+def branch_std_figure(runs: list[RunSeries]) -> go.Figure:
+    """He et al. 2015, Fig. 7: std of each block's branch response, by layer and sorted by magnitude."""
+    y_title = "std of branch response F(x)"
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("by block (input → output)", "sorted by magnitude"))
+    colors = run_colors(runs)
+    for r in runs:
+        v = r.latest("branch_std")
+        if v is None:
+            continue
+        names = r.layout.get("blocks") or [str(i) for i in range(len(v))]
+        style = dict(color=colors[r.run_id], dash="solid" if r.residual else "dash")
+        fig.add_trace(go.Scatter(x=np.arange(1, len(v) + 1), y=v, mode="lines+markers", name=r.label, line=style,
+                                 text=names, marker=dict(size=4), legendgroup=r.run_id,
+                                 hovertemplate="block %{text}<br>std %{y:.3g}<extra>" + r.label + "</extra>"), 1, 1)
+        fig.add_trace(go.Scatter(x=np.arange(1, len(v) + 1), y=np.sort(v)[::-1], mode="lines+markers", name=r.label,
+                                 line=style, marker=dict(size=4), legendgroup=r.run_id, showlegend=False), 1, 2)
+    fig = _base(fig, "Branch response std (Fig. 7 of the ResNet paper)", "", y_title)
+    fig.update_xaxes(title_text="block index (1 = nearest the input)", row=1, col=1)
+    fig.update_xaxes(title_text="rank (largest first)", row=1, col=2)
+    if not fig.data:
+        fig.add_annotation(text="waiting for the first points", showarrow=False, xref="paper", yref="paper",
+                           x=0.5, y=0.5, font=dict(color="gray"))
+    return fig
+
+
+def branch_ratio_figure(run: RunSeries) -> go.Figure:
+    title = f"‖F(x)‖ / ‖x‖ per block over time: {run.label}"
+    x_title, y_title = "training step (optimizer updates)", "‖F(x)‖ / ‖x‖ (ratio, log scale)"
+    m = run.vectors.get("branch_ratio")
+    if m is None or not m.size:
+        return _empty(title, x_title, y_title)
+    steps, m = decimate_columns(run.step, m)
+    names = run.layout.get("blocks") or [str(i) for i in range(m.shape[1])]
+    colors = sample_colorscale("Viridis", list(np.linspace(0, 0.9, m.shape[1])))
+    fig = _base(go.Figure(), title, x_title, y_title)
+    for j in range(m.shape[1]):
+        fig.add_trace(go.Scatter(x=steps, y=m[:, j], mode="lines", name=names[j] if j < len(names) else str(j),
+                                 line=dict(color=colors[j], width=1.3)))
+    fig.update_yaxes(type="log")
+    fig.update_layout(legend=dict(orientation="v", y=1, x=1.02, font=dict(size=9)))
+    return fig
+
+
+# --- activations ---------------------------------------------------------------------------------
+def _per_stage(runs, key, title, y_title, scale=1.0) -> go.Figure:
+    x_title = "training step (optimizer updates)"
+    fig = _base(go.Figure(), title, x_title, y_title)
+    colors = run_colors(runs)
+    for r in runs:
+        m = r.vectors.get(key)
+        if m is None or not m.size:
+            continue
+        steps, m = decimate_columns(r.step, m, MAX_POINTS)
+        stages = r.layout.get("stages") or [f"stage {i + 1}" for i in range(m.shape[1])]
+        for s in range(m.shape[1]):
+            fig.add_trace(go.Scatter(x=steps, y=m[:, s] * scale, mode="lines", name=f"{r.label} {stages[s]}",
+                                     line=dict(color=colors[r.run_id], dash=STAGE_DASH[s % 4]), legendgroup=r.run_id))
+    if not fig.data:
+        return _empty(title, x_title, y_title)
+    return fig
+
+
+def activation_figure(runs: list[RunSeries], key: str = "act_std") -> go.Figure:
+    what = {"act_std": "std", "act_mean": "mean"}[key]
+    return _per_stage(runs, key, f"Activation {what} at each stage output",
+                      f"activation {what} (units of the normalised input)")
+
+
+def dead_relu_figure(runs: list[RunSeries]) -> go.Figure:
+    return _per_stage(runs, "dead_relu", "Dead ReLU channels per stage", "dead channels (% of the stage's channels)", 100.0)
+
+
+# --- feature maps --------------------------------------------------------------------------------
+def mosaic(maps: np.ndarray, cols: int, normalise: bool = True) -> np.ndarray:
+    """(C, H, W) -> one (rows*(H+1)-1, cols*(W+1)-1) image, channels left to right, NaN gaps between.
+    With ``normalise`` every channel is scaled to 0..1 on its own (its pattern, not its magnitude)."""
+    maps = np.asarray(maps, dtype=np.float32)
+    c, h, w = maps.shape
+    rows = math.ceil(c / cols)
+    out = np.full((rows * (h + 1) - 1, cols * (w + 1) - 1), np.nan, dtype=np.float32)
+    for i in range(c):
+        m = maps[i]
+        if normalise:
+            lo, hi = float(m.min()), float(m.max())
+            m = (m - lo) / (hi - lo) if hi > lo else np.zeros_like(m)
+        r, k = divmod(i, cols)
+        out[r * (h + 1):r * (h + 1) + h, k * (w + 1):k * (w + 1) + w] = m
+    return out
+
+
+def _image_axes(fig: go.Figure, n: int) -> None:
+    for i in range(1, n + 1):
+        suffix = "" if i == 1 else str(i)
+        fig.layout[f"yaxis{suffix}"].update(autorange="reversed", scaleanchor=f"x{suffix}", showticklabels=False)
+        fig.layout[f"xaxis{suffix}"].update(showticklabels=False)
+
+
+def feature_stage_figure(maps: dict[str, np.ndarray], step: int, label: str = "") -> go.Figure:
+    """The probe image's feature maps after the stem and each stage: one strip of channels per stage."""
+    names = [n for n in ("stem", "layer1", "layer2", "layer3") if n in maps]
+    fig = make_subplots(rows=len(names) or 1, cols=1, vertical_spacing=0.08,
+                        subplot_titles=[f"{n}: {maps[n].shape[1]}×{maps[n].shape[2]} px, first {maps[n].shape[0]} channels"
+                                        for n in names])
+    for i, n in enumerate(names, 1):
+        fig.add_trace(go.Heatmap(z=mosaic(maps[n], cols=maps[n].shape[0]), colorscale="Gray", showscale=False,
+                                 hovertemplate=f"{n}<br>activation (scaled 0..1 per channel) %{{z:.2f}}<extra></extra>"),
+                      i, 1)
+    fig.update_layout(title=dict(text=f"Feature maps of the probe image at step {step} {label}", x=0, font=dict(size=14)),
+                      height=110 * max(1, len(names)) + 80, margin=dict(l=10, r=10, t=60, b=10),
+                      template="plotly_white")
+    _image_axes(fig, len(names))
+    return fig
+
+
+def feature_block_figure(maps: dict[str, np.ndarray], block: str, step: int) -> go.Figure:
+    """For one block: its input x, its branch F(x) and the block output, on one colour scale."""
+    keys = [f"{block}/x", f"{block}/F", f"{block}/out"]
+    titles = ["input x", "branch F(x)", "output (F(x) + x, or F(x) when plain)"]
+    present = [k for k in keys if k in maps]
+    fig = make_subplots(rows=1, cols=3, subplot_titles=titles, horizontal_spacing=0.04)
+    if present:
+        # One symmetric scale for all three: a branch that only nudges x shows up faint.
+        bound = max(float(np.nanmax(np.abs(maps[k].astype(np.float32)))) for k in present) or 1.0
+        for j, k in enumerate(keys, 1):
+            if k in maps:
+                m = maps[k]
+                fig.add_trace(go.Heatmap(z=mosaic(m, cols=4, normalise=False), zmin=-bound, zmax=bound,
+                                         colorscale="RdBu_r", showscale=j == 3,
+                                         colorbar=dict(title=dict(text="activation", side="right")),
+                                         hovertemplate="%{z:.2f}<extra></extra>"), 1, j)
+    fig.update_layout(title=dict(text=f"Block {block} at step {step}: x, F(x) and the sum (first channels)",
+                                 x=0, font=dict(size=14)), height=300, margin=dict(l=10, r=10, t=70, b=10),
+                      template="plotly_white")
+    _image_axes(fig, 3)
+    return fig
+
+
+# --- the paper's Fig. 6 --------------------------------------------------------------------------
+def fig6_figure(runs: list[RunSeries]) -> go.Figure:
+    """He et al. 2015, Fig. 6: training error against step, plain dashed, residual solid, colour by depth;
+    test error as bold markers."""
+    x_title, y_title = "training step (optimizer updates)", "error (%)"
+    fig = _base(go.Figure(), "Training error by depth: plain (dashed) vs residual (solid)", x_title, y_title)
+    depths = sorted({r.depth for r in runs if r.depth})
+    shades = dict(zip(depths, sample_colorscale("Plasma", list(np.linspace(0.05, 0.8, max(len(depths), 1))))))
+    for r in sorted(runs, key=lambda r: (r.depth or 0, bool(r.residual))):
+        if not len(r):
+            continue
+        c = shades.get(r.depth, "gray")
+        dash = "solid" if r.residual else "dash"
+        x, y = decimate(r.step, 100.0 * (1.0 - r.scalars["train_acc"]), max_points=200)
+        fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name=f"{r.label} train", line=dict(color=c, dash=dash, width=1.5),
+                                 legendgroup=r.run_id))
+        if len(r.eval_step):
+            fig.add_trace(go.Scatter(x=r.eval_step, y=100.0 * (1.0 - r.test_acc), mode="markers",
+                                     name=f"{r.label} test", marker=dict(color=c, size=9, symbol="diamond"),
+                                     legendgroup=r.run_id))
+        _mark_divergence(fig, r, c)
+    if not fig.data:
+        return _empty("Training error by depth", x_title, y_title, "select plain and residual runs")
+    return fig

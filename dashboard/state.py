@@ -1,0 +1,55 @@
+"""Process-wide objects the pages share, through ``st.cache_resource``: the run manager and the
+incremental metrics reader. Every session (tab) of the server gets the same ones."""
+from __future__ import annotations
+
+import streamlit as st
+
+from resnet_core.config import DataConfig
+from resnet_core.runs import RunInfo, default_runs_dir
+
+from .series import RunSeries, SeriesCache
+from .worker import RunManager, prefetch_dataset
+
+
+@st.cache_resource(show_spinner=False)
+def _manager(runs_dir: str) -> RunManager:
+    manager = RunManager.shared(runs_dir)
+    # The default data set renders in ~2 s; doing it now keeps that out of the first Start.
+    prefetch_dataset(DataConfig())
+    return manager
+
+
+@st.cache_resource(show_spinner=False)
+def _series_cache(runs_dir: str) -> SeriesCache:
+    return SeriesCache(_manager(runs_dir).store)
+
+
+def runs_dir() -> str:
+    # Read on every call, not once: tests point RESNET_LAB_RUNS at a fresh directory per test.
+    return str(default_runs_dir().resolve())
+
+
+def get_manager() -> RunManager:
+    return _manager(runs_dir())
+
+
+def get_series(info: RunInfo) -> RunSeries:
+    return _series_cache(runs_dir()).get(info)
+
+
+def forget_series(run_id: str) -> None:
+    _series_cache(runs_dir()).forget(run_id)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def read_features(root: str, run_id: str, step: int):
+    """Feature maps of one snapshot; cached by step, so a page re-reads the .npz only when a new one exists."""
+    return get_manager().store.read_features(run_id, step)
+
+
+STATUS_ICON = {"queued": "⏳", "running": "▶️", "finished": "✅", "stopped": "⏹️", "diverged": "💥",
+               "failed": "❌", "interrupted": "⚠️", "damaged": "🚫"}
+
+
+def run_title(info: RunInfo) -> str:
+    return f"{STATUS_ICON.get(info.status, '')} {info.label} · {info.status} · {info.run_id[:15]}"

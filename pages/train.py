@@ -1,0 +1,214 @@
+"""Train: set up a plain or residual net, start it (alone, as a twin, or a paper preset), watch it live."""
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboard import charts, presets, state, widgets
+from resnet_core.runs import ACTIVE
+
+st.title("Train plain and residual nets")
+st.caption("Set up a network in the sidebar and press **Start**. A residual net adds each block's input x to "
+           "what the block computes, F(x); a plain net has no such shortcut. Deep plain nets train worse than "
+           "shallow ones (the *degradation* problem); residual nets do not. The charts below show why, live.")
+
+manager = state.get_manager()
+store = manager.store
+setup = widgets.run_setup()
+
+
+# --- starting runs ---------------------------------------------------------------------------------
+def _show(run_ids: list[str]) -> None:
+    # Callbacks run before the script, so the multiselect below can still take its new value.
+    st.session_state["shown_runs"] = list(run_ids)
+
+
+def _start(cfgs, title):
+    _show(manager.start_group(cfgs, title))
+
+
+if setup.errors:
+    st.error("Fix the settings marked in the sidebar to start a run: " + "; ".join(setup.errors.values()), icon="🚫")
+cfg = setup.config
+c1, c2, c3 = st.columns([1, 1.3, 3])
+c1.button("Start", type="primary", key="start", disabled=not setup.ok, on_click=_start,
+          args=([cfg], cfg.label if cfg else ""), help="Train the network set up in the sidebar")
+c2.button("Start twin (plain + residual)", key="start_twin", disabled=not setup.ok,
+          on_click=lambda: _start(presets.twin(cfg), f"twin {cfg.model.depth}"),
+          help="The same network as a plain and a residual net, same seed and batches, drawn side by side")
+with c3.popover("Experiments from the papers"):
+    st.caption("Each uses the data and training settings of the sidebar; every run shares the seed.")
+    for name, (make, what) in presets.PRESETS.items():
+        st.button(name, key=f"preset_{name}", disabled=not setup.ok, help=what,
+                  on_click=lambda make=make, name=name: _start(make(cfg), name))
+        st.caption(what)
+
+
+# --- which runs this page shows -------------------------------------------------------------------
+infos = store.list()
+by_id = {i.run_id: i for i in infos}
+if "shown_runs" not in st.session_state:
+    group = manager.last_group()
+    if group:
+        default = group[1]
+    elif infos:  # a fresh server: the newest run and those created with it (a twin or a preset)
+        default = [i.run_id for i in infos if infos[0].created - i.created < 5.0]
+    else:
+        default = []
+    st.session_state["shown_runs"] = default
+st.session_state["shown_runs"] = [r for r in st.session_state["shown_runs"] if r in by_id]
+st.multiselect("Runs shown", list(by_id), key="shown_runs", format_func=lambda r: state.run_title(by_id[r]),
+               placeholder="Start a run, or pick stored runs to look at")
+
+
+def _pair_order(series):
+    """Twins side by side: by depth then plain before residual, so plain sits left of its residual twin."""
+    return sorted(series, key=lambda s: (s.depth or 0, bool(s.residual), s.label))
+
+
+def _eta(seconds: float) -> str:
+    seconds = int(max(0, seconds))
+    return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
+
+
+def _progress(info, s) -> None:
+    live = manager.live(info.run_id)
+    total = (live.total_steps if live else None) or s.total_steps or info.summary.get("total_steps")
+    step = max(live.step if live else 0, int(s.step[-1]) if len(s) else 0)
+    ips = (live.images_per_s if live else None) or (float(s.scalars["images_per_s"][-1]) if len(s) else None)
+    batch = (info.config or {}).get("train", {}).get("batch_size", 1)
+    status = info.status
+    if live and live.state == "stopping":
+        status = "stopping"
+    elif live and live.paused:
+        status = "paused"
+    elif live and live.state == "loading" and not step:
+        status = "loading data"
+    parts = [f"**{info.label}** · {status}"]
+    if total:
+        parts.append(f"step {step}/{total}")
+    if ips:
+        parts.append(f"{ips:,.0f} images/s")
+        if info.status == "running" and total:
+            parts.append(f"ETA {_eta((total - step) * batch / ips)}")
+    cols = st.columns([6, 1, 1])
+    cols[0].progress(min(1.0, step / total) if total else 0.0, text=" · ".join(parts))
+    if manager.is_active(info.run_id):
+        if live and live.state != "queued":
+            paused = live.paused
+            cols[1].button("Resume" if paused else "Pause", key=f"pause_{info.run_id}",
+                           on_click=manager.resume if paused else manager.pause, args=(info.run_id,))
+        cols[2].button("Stop", key=f"stop_{info.run_id}", on_click=manager.stop, args=(info.run_id,))
+    if info.status == "failed":
+        st.error(f"{info.label} failed: {info.error or info.summary.get('message', 'unknown error')}", icon="❌")
+    elif info.status == "diverged":
+        where = f" at step {s.diverged['step']} (loss {s.diverged['loss']})" if s.diverged else ""
+        st.warning(f"{info.label} diverged{where}; its curves up to there are kept. Try a lower learning rate.",
+                   icon="💥")
+    elif info.status == "interrupted":
+        st.warning(f"{info.label} was interrupted: the process training it ended (server restart?). "
+                   "Its curves up to there are kept.", icon="⚠️")
+    elif info.status == "damaged":
+        st.error(f"{info.run_id} cannot be read: {info.error}", icon="🚫")
+
+
+def _plot(fig, key):
+    st.plotly_chart(fig, width="stretch", key=key, config={"displaylogo": False})
+
+
+def _side_by_side(series, draw):
+    """One chart per run, two to a row, in twin order."""
+    for i in range(0, len(series), 2):
+        cols = st.columns(2)
+        for col, s in zip(cols, series[i:i + 2]):
+            with col:
+                draw(s)
+
+
+def _features(s):
+    steps = s.feature_steps
+    if not steps:
+        st.info(f"{s.label}: no feature maps yet (they are taken every few steps).")
+        return
+    got = state.read_features(state.runs_dir(), s.run_id, steps[-1])
+    if got is None:
+        st.info(f"{s.label}: feature maps not readable yet.")
+        return
+    step, maps = got
+    _plot(charts.feature_stage_figure(maps, step, f"({s.label})"), f"fm_{s.run_id}")
+    blocks = [k[:-2] for k in maps if k.endswith("/x")]
+    if blocks:
+        default = next((b for b in blocks if b.startswith("layer2")), blocks[0])
+        block = st.selectbox("Block", blocks, index=blocks.index(default), key=f"fmblock_{s.run_id}")
+        _plot(charts.feature_block_figure(maps, block, step), f"fmb_{s.run_id}")
+
+
+VIEWS = ["Gradients", "Branch responses", "Feature maps", "Activations"]
+
+
+def _live_body(shown: list[str]) -> None:
+    fresh = [store.get(r) for r in shown if (store.root / r).is_dir()]
+    series = [state.get_series(i) for i in fresh]
+    queued = manager.queued()
+    if queued:
+        st.info(f"{len(queued)} run(s) queued: at most {manager.max_concurrent} train at once on this machine "
+                "(set RESNET_LAB_MAX_RUNS to change it); the next starts when one ends.", icon="⏳")
+    for info, s in zip(fresh, series):
+        _progress(info, s)
+    if not series:
+        return
+    ordered = _pair_order(series)
+
+    c1, c2 = st.columns(2)
+    with c1:
+        _plot(charts.loss_figure(series), "loss")
+        st.caption("Loss should fall. Solid: training batches; dashed with dots: held-out test images.")
+    with c2:
+        _plot(charts.accuracy_figure(series), "acc")
+        st.caption("Share of images classified right. A deep plain net climbs slower than its residual twin.")
+
+    view = st.segmented_control("Look inside the networks", VIEWS, default="Gradients", key="view") or "Gradients"
+    if view == "Gradients":
+        zrange = charts.grad_norm_range(ordered)
+        _side_by_side(ordered, lambda s: _plot(charts.grad_norm_heatmap(s, zrange), f"gh_{s.run_id}"))
+        st.caption("How strongly each layer is being updated (colour, log scale, same scale for all runs). "
+                   "In a deep plain net the layers near the input (top rows) go dark: their gradients vanish.")
+        _plot(charts.grad_profile_figure(ordered), "gprofile")
+        st.caption("The latest step's gradient norm per layer, input on the left. Dashed: plain nets. A plain net's "
+                   "curve drops towards the input; a residual net's stays level, because shortcuts carry the gradient.")
+    elif view == "Branch responses":
+        _plot(charts.branch_std_figure(ordered), "bstd")
+        st.caption("How much each block's own computation F(x) outputs (std, Fig. 7 of the paper). Residual blocks "
+                   "respond less than plain ones: they only learn a small correction to their input.")
+        _side_by_side(ordered, lambda s: _plot(charts.branch_ratio_figure(s), f"br_{s.run_id}"))
+        st.caption("‖F(x)‖/‖x‖ for each block over time: below 1, a block nudges its input rather than replacing it.")
+    elif view == "Feature maps":
+        _side_by_side(ordered, _features)
+        st.caption("What the network computes for one fixed test image, refreshed as it trains: the first channels "
+                   "after the stem and each stage (grey, each channel scaled on its own), and for one block its "
+                   "input x, its branch F(x) and their sum on one colour scale: a faint F(x) is a small correction.")
+    else:
+        c1, c2 = st.columns(2)
+        with c1:
+            _plot(charts.activation_figure(ordered, "act_std"), "actstd")
+            st.caption("Spread of activations at each stage's output (solid stage 1, dashed 2, dotted 3): "
+                       "exploding or collapsing values mean the signal is not passing through the depth.")
+        with c2:
+            _plot(charts.dead_relu_figure(ordered), "dead")
+            st.caption("Channels whose ReLU outputs zero for every image of the batch. They no longer learn; "
+                       "a rising share is a sign of a too high learning rate or a bad initialisation.")
+
+
+shown = list(st.session_state["shown_runs"])
+# The timer runs only while something trains here or a shown run is active elsewhere (the CLI).
+ticking = manager.busy() or any(by_id[r].status in ACTIVE for r in shown if r in by_id)
+
+
+@st.fragment(run_every=1.0 if ticking else None)
+def live_panel():
+    _live_body(shown)
+    still = manager.busy() or any(store.get(r).status in ACTIVE for r in shown if (store.root / r).is_dir())
+    if ticking and not still:
+        st.rerun()  # a full rerun redefines this fragment without its timer: no polling when idle
+
+
+live_panel()

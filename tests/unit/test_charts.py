@@ -1,0 +1,148 @@
+"""Chart builders: the right traces, titled axes, decimation, and the incremental metrics reader."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import plotly.graph_objects as go
+import pytest
+
+from dashboard import charts
+from dashboard.series import MetricsTail, RunSeries
+
+LAYERS = ["stem.0", "layer1.0.branch.0", "layer1.0.branch.3", "fc"]
+BLOCKS = ["layer1.0", "layer2.0", "layer3.0"]
+STAGES = ["layer1", "layer2", "layer3"]
+
+
+def fake_series(run_id="r1", steps=30, residual=True, depth=8, diverged=False) -> RunSeries:
+    rng = np.random.default_rng(0)
+    step = np.arange(1, steps + 1)
+    s = RunSeries(run_id=run_id, label=f"{'resnet' if residual else 'plain'}-{depth}", residual=residual,
+                  depth=depth, layout={"layers": LAYERS, "blocks": BLOCKS, "stages": STAGES}, total_steps=steps,
+                  step=step)
+    s.scalars = {k: rng.random(steps) for k in ("epoch", "t", "lr", "train_loss", "train_acc", "images_per_s")}
+    s.vectors = {"grad_norm": rng.random((steps, len(LAYERS))) + 1e-3,
+                 "branch_std": rng.random((steps, len(BLOCKS))), "branch_ratio": rng.random((steps, len(BLOCKS))) + 0.1,
+                 "act_mean": rng.random((steps, 3)), "act_std": rng.random((steps, 3)), "dead_relu": rng.random((steps, 3))}
+    s.eval_step, s.test_loss, s.test_acc = np.array([10, 20]), np.array([2.0, 1.5]), np.array([0.3, 0.5])
+    if diverged:
+        s.diverged = {"step": steps, "loss": float("nan")}
+    return s
+
+
+def assert_titled(fig: go.Figure) -> None:
+    x = [fig.layout[k].title.text for k in fig.layout.to_plotly_json() if k.startswith("xaxis")]
+    y = [fig.layout[k].title.text for k in fig.layout.to_plotly_json() if k.startswith("yaxis")]
+    assert any(x) and any(y), f"untitled axes in {fig.layout.title.text!r}"
+
+
+@pytest.mark.parametrize("build", [charts.loss_figure, charts.accuracy_figure, charts.grad_profile_figure,
+                                   charts.branch_std_figure, charts.dead_relu_figure, charts.fig6_figure,
+                                   lambda runs: charts.activation_figure(runs, "act_mean")])
+def test_multi_run_charts_draw_every_run_with_titled_axes(build):
+    runs = [fake_series("a", residual=False), fake_series("b", residual=True)]
+    fig = build(runs)
+    assert_titled(fig)
+    names = " ".join(t.name or "" for t in fig.data)
+    assert "plain-8" in names and "resnet-8" in names
+
+
+@pytest.mark.parametrize("build", [charts.loss_figure, charts.grad_profile_figure, charts.fig6_figure,
+                                   charts.branch_std_figure, lambda runs: charts.grad_norm_heatmap(fake_series(steps=0))])
+def test_charts_of_runs_without_points_say_so_instead_of_failing(build):
+    fig = build([fake_series(steps=0)])
+    assert_titled(fig)
+
+
+def test_loss_curve_has_train_and_test_traces():
+    fig = charts.loss_figure([fake_series()])
+    modes = sorted(t.mode for t in fig.data)
+    assert modes == ["lines", "lines+markers"]
+    assert list(fig.data[1].x) == [10, 20]
+
+
+def test_grad_heatmap_is_layers_by_steps_in_network_order_on_a_log_scale():
+    s = fake_series(steps=30)
+    fig = charts.grad_norm_heatmap(s)
+    hm = fig.data[0]
+    assert np.asarray(hm.z).shape == (len(LAYERS), 30)
+    assert [y.split(": ")[1] for y in hm.y] == LAYERS
+    np.testing.assert_allclose(np.asarray(hm.z)[:, -1], np.log10(s.vectors["grad_norm"][-1]))
+    assert fig.layout.yaxis.autorange == "reversed"   # input at the top
+    assert_titled(fig)
+
+
+def test_long_runs_are_decimated():
+    s = fake_series(steps=5000)
+    assert np.asarray(charts.grad_norm_heatmap(s).data[0].z).shape[1] <= charts.MAX_HEATMAP_COLS
+    assert len(charts.loss_figure([s]).data[0].x) <= charts.MAX_POINTS
+    x, y = charts.decimate(np.arange(1000), np.ones(1000), 100)
+    assert len(x) == 100 and np.allclose(y, 1.0)
+
+
+def test_shared_grad_range_covers_both_twins():
+    lo, hi = charts.grad_norm_range([fake_series("a"), fake_series("b")])
+    assert lo < hi
+
+
+def test_branch_std_is_drawn_by_block_and_sorted():
+    s = fake_series()
+    fig = charts.branch_std_figure([s])
+    by_block, ranked = fig.data
+    np.testing.assert_allclose(by_block.y, s.vectors["branch_std"][-1])
+    np.testing.assert_allclose(ranked.y, np.sort(s.vectors["branch_std"][-1])[::-1])
+
+
+def test_ratio_figure_has_one_line_per_block():
+    fig = charts.branch_ratio_figure(fake_series())
+    assert [t.name for t in fig.data] == BLOCKS
+    assert fig.layout.yaxis.type == "log"
+
+
+def test_divergence_is_marked():
+    fig = charts.loss_figure([fake_series(diverged=True)])
+    assert any("diverged at step" in a.text for a in fig.layout.annotations)
+
+
+def test_fig6_dashes_plain_and_colours_by_depth():
+    runs = [fake_series("p20", residual=False, depth=20), fake_series("r20", depth=20),
+            fake_series("p56", residual=False, depth=56), fake_series("r56", depth=56)]
+    fig = charts.fig6_figure(runs)
+    lines = [t for t in fig.data if t.mode == "lines"]
+    assert {t.line.dash for t in lines if "plain" in t.name} == {"dash"}
+    assert {t.line.dash for t in lines if "resnet" in t.name} == {"solid"}
+    assert len({t.line.color for t in lines}) == 2   # one colour per depth
+
+
+def test_feature_map_figures():
+    maps = {"stem": np.ones((8, 32, 32), np.float16), "layer1": np.ones((8, 32, 32), np.float16),
+            "layer2": np.ones((8, 16, 16), np.float16), "layer3": np.ones((8, 8, 8), np.float16),
+            "layer2.0/x": np.ones((8, 16, 16), np.float16), "layer2.0/F": np.zeros((8, 16, 16), np.float16),
+            "layer2.0/out": np.ones((8, 16, 16), np.float16)}
+    fig = charts.feature_stage_figure(maps, 25)
+    assert len(fig.data) == 4
+    assert np.asarray(fig.data[3].z).shape == (8, 8 * 9 - 1)   # 8 channels side by side, 1-px gaps
+    block = charts.feature_block_figure(maps, "layer2.0", 25)
+    assert len(block.data) == 3 and block.data[0].zmax == block.data[1].zmax   # one colour scale
+    assert charts.mosaic(np.arange(2 * 2 * 2, dtype=float).reshape(2, 2, 2), cols=2).shape == (2, 5)
+
+
+def test_metrics_tail_reads_only_new_complete_lines(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    start = {"type": "start", "total_steps": 3, "layout": {"layers": LAYERS, "blocks": BLOCKS, "stages": STAGES}}
+    step = lambda i: {"type": "step", "step": i, "train_loss": 2.0 / i, "train_acc": 0.1 * i, "lr": 0.1,
+                      "epoch": 0, "t": i, "images_per_s": 100.0, "grad_norm": [1.0] * 4}
+    path.write_text(json.dumps(start) + "\n" + json.dumps(step(1)) + "\n" + '{"type": "st')   # torn last line
+    tail = MetricsTail(path)
+    assert tail.poll()
+    s = tail.series("r")
+    assert list(s.step) == [1] and s.total_steps == 3 and s.vectors["grad_norm"].shape == (1, 4)
+    assert not tail.poll()
+    with open(path, "w") as f:   # the writer finishes the line and adds an eval and a NaN loss
+        f.write(json.dumps(start) + "\n" + json.dumps(step(1)) + "\n" + json.dumps(step(2)) + "\n"
+                + json.dumps({"type": "eval", "step": 2, "test_loss": 1.0, "test_acc": 0.5}) + "\n"
+                + json.dumps({**step(3), "train_loss": float("nan")}) + "\n")
+    tail.poll()
+    s = tail.series("r")
+    assert list(s.step) == [1, 2, 3] and list(s.eval_step) == [2] and np.isnan(s.scalars["train_loss"][-1])
