@@ -26,3 +26,29 @@ def runs_dir(tmp_path, monkeypatch):
     d = tmp_path / "runs"
     monkeypatch.setenv("RESNET_LAB_RUNS", str(d))
     return d
+
+
+def write_cifar_dir(root: Path, n_train_per_batch: int = 4, n_test: int = 20, seed: int = 0) -> Path:
+    """A small cifar-10-batches-py directory in the real format (pickled dicts, uint8 rows of 3072)."""
+    import pickle
+
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    d = root / "cifar-10-batches-py"
+    d.mkdir(parents=True, exist_ok=True)
+
+    def dump(name, n):
+        data = rng.integers(0, 256, size=(n, 3072), dtype=np.uint8)
+        labels = [int(v) for v in rng.integers(0, 10, size=n)]
+        with open(d / name, "wb") as f:
+            pickle.dump({b"batch_label": name.encode(), b"labels": labels, b"data": data,
+                         b"filenames": [f"{i}.png".encode() for i in range(n)]}, f)
+
+    for i in range(1, 6):
+        dump(f"data_batch_{i}", n_train_per_batch)
+    dump("test_batch", n_test)
+    names = [b"airplane", b"automobile", b"bird", b"cat", b"deer", b"dog", b"frog", b"horse", b"ship", b"truck"]
+    with open(d / "batches.meta", "wb") as f:
+        pickle.dump({b"label_names": names, b"num_cases_per_batch": n_train_per_batch, b"num_vis": 3072}, f)
+    return root

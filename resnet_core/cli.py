@@ -1,0 +1,252 @@
+"""Command line: ``python -m resnet_core {train,describe,evaluate,runs,attribute}``.
+
+Every invalid value exits with status 2 and one line on stderr that says what is valid; results go
+to stdout as one JSON object on the last line, progress to stderr.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+import time
+
+from .config import (BLOCKS, INITS, SCHEDULES, SHORTCUTS, ConfigError, DataConfig, ModelConfig, RunConfig,
+                     TrainConfig)
+
+
+class UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    # argparse prints usage plus a message and exits 2; we keep the exit code and keep it to one line.
+    def error(self, message):
+        raise UsageError(message)
+
+
+def _add_model_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model")
+    g.add_argument("--arch", choices=("resnet", "plain"), default="resnet", help="residual or plain (no shortcuts)")
+    g.add_argument("--depth", type=int, default=20, help="6n+2 for basic blocks (20, 32, 44, 56, 110...), 9n+2 for bottleneck")
+    g.add_argument("--shortcut", choices=SHORTCUTS, default="A", help="A zero-pad identity, B projection where shape changes, C all projections")
+    g.add_argument("--block", choices=BLOCKS, default="basic")
+    g.add_argument("--preact", action="store_true", help="full pre-activation blocks (He et al. 2016)")
+    g.add_argument("--no-bn", action="store_true", help="no BatchNorm")
+    g.add_argument("--width", type=int, default=1, help="multiplier of the stage widths 16/32/64")
+    g.add_argument("--init", choices=INITS, default="kaiming")
+    g.add_argument("--zero-init-last", action="store_true", help="zero the last BN of every residual branch")
+
+
+def _model_cfg(a, num_classes: int = 10) -> ModelConfig:
+    return ModelConfig(depth=a.depth, residual=a.arch == "resnet", shortcut=a.shortcut, block=a.block,
+                       preact=a.preact, batchnorm=not a.no_bn, width=a.width, init=a.init,
+                       zero_init_last=a.zero_init_last, num_classes=num_classes)
+
+
+def _add_data_flags(p: argparse.ArgumentParser, default: str | None = "synthetic") -> None:
+    g = p.add_argument_group("data")
+    g.add_argument("--dataset", default=default, help="synthetic (embedded shapes), cifar10, or folder:PATH")
+    g.add_argument("--data-dir", default=None, help="cifar10: directory holding cifar-10-batches-py (downloaded there if missing and online)")
+    g.add_argument("--no-download", action="store_true", help="cifar10: never download")
+    g.add_argument("--no-augment", action="store_true", help="no pad-crop-flip augmentation")
+    g.add_argument("--pca-color", action="store_true", help="AlexNet-style PCA colour augmentation")
+    g.add_argument("--n-train", type=int, default=10000, help="synthetic: training images")
+    g.add_argument("--n-test", type=int, default=2000, help="synthetic: test images")
+
+
+def _data_cfg(a) -> DataConfig:
+    name, path = a.dataset, a.data_dir
+    if name.startswith("folder:"):
+        name, path = "folder", name[len("folder:"):]
+    elif name == "cifar10":
+        path = path or "data"
+    return DataConfig(name=name, path=path, download=not a.no_download, augment=not a.no_augment,
+                      pca_color=a.pca_color, n_train=a.n_train, n_test=a.n_test)
+
+
+def _runs_dir(p):
+    p.add_argument("--runs-dir", default=None, help="run store directory (default: $RESNET_LAB_RUNS or runs/)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m resnet_core", description="Train and analyse plain and residual CIFAR nets.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    t = sub.add_parser("train", help="train a network into the run store")
+    _add_model_flags(t)
+    _add_data_flags(t)
+    g = t.add_argument_group("training")
+    g.add_argument("--steps", type=int, default=None, help="optimizer steps (default 500 unless --epochs)")
+    g.add_argument("--epochs", type=float, default=None)
+    g.add_argument("--batch-size", type=int, default=128)
+    g.add_argument("--lr", type=float, default=0.1)
+    g.add_argument("--momentum", type=float, default=0.9)
+    g.add_argument("--weight-decay", type=float, default=1e-4)
+    g.add_argument("--schedule", choices=SCHEDULES, default="step", help="step: /10 at 50%% and 75%% of the run")
+    g.add_argument("--warmup-steps", type=int, default=0)
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, mps")
+    g.add_argument("--no-amp", action="store_true", help="CUDA: no bf16 autocast")
+    g.add_argument("--eval-every", type=int, default=100)
+    g.add_argument("--log-every", type=int, default=1)
+    g.add_argument("--feature-maps-every", type=int, default=50)
+    g.add_argument("--checkpoint-every", type=int, default=0)
+    g.add_argument("--no-probes", action="store_true", help="log loss and accuracy only")
+    g.add_argument("--name", default="", help="a label for the run")
+    _runs_dir(t)
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    d = sub.add_parser("describe", help="parameters, multiply-adds and layer names of a network")
+    _add_model_flags(d)
+    d.add_argument("--json", action="store_true", help="one JSON object instead of text")
+
+    e = sub.add_parser("evaluate", help="accuracy and loss of a checkpoint (ours or a community CIFAR-10 one)")
+    e.add_argument("--checkpoint", required=True, help="a .pt from runs/<id>/checkpoints, or an akamaster .th file")
+    _add_data_flags(e, default=None)
+    e.add_argument("--probes", action="store_true", help="also measure branch responses and activation statistics")
+    e.add_argument("--batch-size", type=int, default=256)
+    e.add_argument("--limit", type=int, default=None, help="evaluate at most this many test images")
+    e.add_argument("--device", default="auto")
+
+    r = sub.add_parser("runs", help="list stored runs")
+    _runs_dir(r)
+    r.add_argument("--json", action="store_true")
+
+    try:
+        from .attribute_cli import add_attribute_parser
+    except ImportError:  # attribution needs captum; the rest of the CLI works without it
+        pass
+    else:
+        add_attribute_parser(sub)
+    return parser
+
+
+class _Progress:
+    """A one-line progress bar on stderr, redrawn at most 5 times a second."""
+
+    def __init__(self, enabled: bool):
+        self.enabled, self.total, self.last = enabled, 0, 0.0
+
+    def __call__(self, e: dict) -> None:
+        if not self.enabled:
+            return
+        if e["type"] == "start":
+            self.total = e["total_steps"]
+            print(f"training on {e['device']}, {e['params']:,} parameters, {self.total} steps", file=sys.stderr)
+        elif e["type"] == "step" and (time.time() - self.last > 0.2 or e["step"] == self.total):
+            self.last = time.time()
+            frac = e["step"] / max(self.total, 1)
+            bar = "#" * int(30 * frac)
+            print(f"\r[{bar:<30}] {e['step']}/{self.total} loss {e['train_loss']:.3f} acc {e['train_acc']:.3f} "
+                  f"{e['images_per_s']:.0f} img/s", end="", file=sys.stderr, flush=True)
+        elif e["type"] == "end":
+            print(f"\n{e['status']}" + (f": {e['message']}" if e.get("message") else ""), file=sys.stderr)
+
+
+def cmd_train(a) -> int:
+    from .data import load_dataset
+    from .runs import RunStore, execute_run
+
+    steps = a.steps if (a.steps is not None or a.epochs is not None) else 500
+    tc = TrainConfig(steps=steps, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, momentum=a.momentum,
+                     weight_decay=a.weight_decay, schedule=a.schedule, warmup_steps=a.warmup_steps, seed=a.seed,
+                     device=a.device, amp=not a.no_amp, eval_every=a.eval_every, log_every=a.log_every,
+                     feature_maps_every=a.feature_maps_every, checkpoint_every=a.checkpoint_every,
+                     probes=not a.no_probes)
+    data_cfg = _data_cfg(a)
+    _model_cfg(a)  # validate the model flags before loading any data
+    from .train import resolve_device
+    resolve_device(tc.device)
+    ds = load_dataset(data_cfg)
+    cfg = RunConfig(model=_model_cfg(a, num_classes=len(ds.classes)), data=data_cfg, train=tc, name=a.name)
+    store = RunStore(a.runs_dir)
+    writer = store.create(cfg)
+    stop = threading.Event()
+    try:
+        result = execute_run(writer, stop=stop, on_event=_Progress(not a.quiet), dataset=ds)
+    except KeyboardInterrupt:  # execute_run records nothing for a Ctrl-C in the main thread; do it here
+        writer.set_status("stopped", message="interrupted from the keyboard")
+        raise
+    info = store.get(writer.run_id)
+    s = info.summary
+    print(json.dumps({"run_id": writer.run_id, "run_dir": str(writer.path), "status": info.status,
+                      "steps": s.get("steps", 0), "train_loss": s.get("train_loss"), "train_acc": s.get("train_acc"),
+                      "test_acc": s.get("test_acc"), "seconds": s.get("seconds"),
+                      "images_per_s": s.get("images_per_s"), "error": s.get("error") or s.get("message") or None}))
+    return 0 if result is not None and info.status in ("finished", "stopped") else 1
+
+
+def cmd_describe(a) -> int:
+    from .models import build_model, count_macs, count_params
+
+    cfg = _model_cfg(a)
+    model = build_model(cfg)
+    out = {"name": cfg.name, "config": cfg.to_dict(), "params": count_params(model), "macs": count_macs(model),
+           "layers": model.layer_names, "blocks": [n for n, _ in model.named_blocks()],
+           "feature_info": [fi.__dict__ for fi in model.feature_info]}
+    if a.json:
+        print(json.dumps(out))
+    else:
+        print(f"{cfg.name}: {out['params']:,} parameters, {out['macs'] / 1e6:.2f}M multiply-adds per 32x32 image, "
+              f"{len(out['layers'])} weight layers, {len(out['blocks'])} blocks")
+        print("layers: " + ", ".join(out["layers"]))
+    return 0
+
+
+def cmd_evaluate(a) -> int:
+    from .checkpoints import load_checkpoint
+    from .evaluate import evaluate_checkpoint
+
+    loaded = load_checkpoint(a.checkpoint)
+    data_cfg = None
+    if a.dataset is not None:
+        data_cfg = _data_cfg(a)
+    out = evaluate_checkpoint(loaded, data_cfg, batch_size=a.batch_size, limit=a.limit, device=a.device,
+                              with_probes=a.probes)
+    print(json.dumps(out))
+    return 0
+
+
+def cmd_runs(a) -> int:
+    from .runs import RunStore
+
+    infos = RunStore(a.runs_dir).list()
+    rows = [{"run_id": r.run_id, "label": r.label, "status": r.status, "steps": r.summary.get("steps", r.summary.get("step")),
+             "train_loss": r.summary.get("train_loss"), "train_acc": r.summary.get("train_acc"),
+             "test_acc": r.summary.get("test_acc"), "error": r.error or None} for r in infos]
+    if a.json:
+        print(json.dumps(rows))
+        return 0
+    if not rows:
+        print(f"no runs in {RunStore(a.runs_dir).root}")
+        return 0
+    fmt = lambda v: "-" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))
+    print(f"{'run_id':<48} {'status':<11} {'steps':>6} {'loss':>7} {'train_acc':>9} {'test_acc':>8}")
+    for r in rows:
+        print(f"{r['run_id']:<48} {r['status']:<11} {fmt(r['steps']):>6} {fmt(r['train_loss']):>7} "
+              f"{fmt(r['train_acc']):>9} {fmt(r['test_acc']):>8}" + (f"  {r['error']}" if r["error"] else ""))
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "describe": cmd_describe, "evaluate": cmd_evaluate, "runs": cmd_runs}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .checkpoints import CheckpointError
+    from .data import DataError
+
+    try:
+        args = build_parser().parse_args(argv)
+        if args.command == "attribute":
+            from .attribute_cli import run_attribute
+            return run_attribute(args)
+        return COMMANDS[args.command](args)
+    except UsageError as e:
+        print(f"error: {e} (see --help)", file=sys.stderr)
+    except (ConfigError, DataError, CheckpointError, FileNotFoundError, ValueError, RuntimeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    return 2

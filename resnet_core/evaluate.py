@@ -1,0 +1,66 @@
+"""Evaluation of a loaded checkpoint on a test set, optionally with the training probes, so a
+pretrained net can be analysed like a live one."""
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+import torch.nn.functional as F
+
+from .checkpoints import LoadedModel
+from .config import DataConfig
+from .data import iter_test_batches, load_dataset
+from .probes import probes
+from .train import resolve_device
+
+
+def default_data_config(loaded: LoadedModel) -> DataConfig:
+    """The data a checkpoint was trained on: a run's own data config, else CIFAR-10 in ./data."""
+    run_cfg = loaded.meta.get("run_config")
+    if run_cfg:
+        return DataConfig.from_dict(run_cfg["data"])
+    return DataConfig(name="cifar10", path="data")
+
+
+@torch.no_grad()
+def evaluate_checkpoint(loaded: LoadedModel, data_cfg: DataConfig | None = None, *, batch_size: int = 256,
+                        limit: int | None = None, device: str = "auto", with_probes: bool = False) -> dict:
+    dev = resolve_device(device)
+    data_cfg = data_cfg or default_data_config(loaded)
+    ds = load_dataset(data_cfg)
+    n_out = loaded.model.fc.out_features
+    if n_out != len(ds.classes):
+        raise ValueError(f"the model predicts {n_out} classes but {data_cfg.name} has {len(ds.classes)}")
+    # The checkpoint's own input normalisation, not the data set's statistics.
+    ds = dataclasses.replace(ds, mean=tuple(loaded.mean), std=tuple(loaded.std))
+    model = loaded.model.to(dev).eval()
+    max_batches = None if limit is None else max(1, -(-limit // batch_size))
+    loss_sum = torch.zeros((), device=dev)
+    correct = torch.zeros((), device=dev)
+    n = 0
+    sums = None
+    batches = 0
+    with probes(model) as ps:
+        ps.armed = with_probes
+        for x, y in iter_test_batches(ds, batch_size, dev, limit=max_batches):
+            if limit is not None and n + len(y) > limit:
+                x, y = x[: limit - n], y[: limit - n]
+            logits = model(x)
+            loss_sum += F.cross_entropy(logits, y, reduction="sum")
+            correct += (logits.argmax(1) == y).sum()
+            n += len(y)
+            if with_probes:
+                stats = torch.cat(ps.device_stats(with_grads=False))
+                sums = stats if sums is None else sums + stats
+                batches += 1
+    out = {"checkpoint": loaded.source, "model": loaded.model_cfg.name if loaded.model_cfg else None,
+           "dataset": data_cfg.name, "images": n, "accuracy": (correct / max(n, 1)).item(),
+           "loss": (loss_sum / max(n, 1)).item()}
+    if with_probes and batches:
+        # Means over batches of the per-batch statistics (each batch measured as in training).
+        split = ps.split((sums / batches).tolist(), with_grads=False)
+        out["probes"] = {"blocks": ps.layout.blocks, "stages": ps.layout.stages,
+                         "branch_response_std": split["branch_std"], "branch_ratio": split["branch_ratio"],
+                         "activation_mean": split["act_mean"], "activation_std": split["act_std"],
+                         "dead_relu_fraction": split["dead_relu"]}
+    return out

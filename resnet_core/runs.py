@@ -1,0 +1,260 @@
+"""The run store: one directory per run, readable while it is being written.
+
+    runs/<run_id>/config.json       the RunConfig (architecture, data, training)
+    runs/<run_id>/status.json       status, layout, final metrics; replaced atomically
+    runs/<run_id>/metrics.jsonl     one JSON record per line, flushed as produced
+    runs/<run_id>/features/NNNNNNNN.npz   feature maps of the probe image
+    runs/<run_id>/checkpoints/last.pt     and step_NNNNNNNN.pt
+
+A process killed mid-run loses at most the line it was writing; a reader skips a torn last line,
+reports a run whose writer died as ``interrupted`` and a run it cannot read as ``damaged``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .checkpoints import save_checkpoint
+from .config import ConfigError, RunConfig
+
+RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+STATUSES = ("queued", "running", "finished", "stopped", "diverged", "failed", "interrupted", "damaged")
+ACTIVE = ("queued", "running")
+
+
+def default_runs_dir() -> Path:
+    return Path(os.environ.get("RESNET_LAB_RUNS", "runs"))
+
+
+def validate_run_id(run_id: str) -> str:
+    if not isinstance(run_id, str) or not RUN_ID.match(run_id) or ".." in run_id:
+        raise ValueError(f"invalid run id {run_id!r}: letters, digits, '.', '_' and '-' only")
+    return run_id
+
+
+def _write_json_atomic(path: Path, obj: dict) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp.write_text(json.dumps(obj))
+    os.replace(tmp, path)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@dataclass
+class RunInfo:
+    run_id: str
+    path: Path
+    status: str
+    config: dict | None = None
+    summary: dict = field(default_factory=dict)   # final metrics and messages from status.json
+    layout: dict | None = None
+    created: float = 0.0
+    error: str = ""
+
+    @property
+    def label(self) -> str:
+        cfg = self.config or {}
+        if cfg.get("name"):
+            return cfg["name"]
+        try:
+            return RunConfig.from_dict(cfg).label
+        except (ConfigError, TypeError):
+            return self.run_id
+
+
+class RunWriter:
+    """Subscribes to the trainer's events and writes them into one run directory."""
+
+    def __init__(self, path: Path, config: RunConfig, status: str = "queued"):
+        self.path = path
+        self.config = config
+        self._status = {"status": status, "created": time.time(), "updated": time.time(), "pid": os.getpid()}
+        (path / "features").mkdir(parents=True, exist_ok=True)
+        (path / "checkpoints").mkdir(exist_ok=True)
+        (path / "config.json").write_text(config.to_json())
+        self._metrics = open(path / "metrics.jsonl", "a", buffering=1)  # line-buffered: one write per record
+        self._classes: list[str] = []
+        self._mean = self._std = None
+        self._flush_status()
+
+    @property
+    def run_id(self) -> str:
+        return self.path.name
+
+    def set_status(self, status: str, **fields) -> None:
+        self._status.update(status=status, updated=time.time(), pid=os.getpid(), **fields)
+        self._flush_status()
+
+    def _flush_status(self) -> None:
+        _write_json_atomic(self.path / "status.json", self._status)
+
+    def set_data_info(self, classes, mean, std) -> None:
+        self._classes, self._mean, self._std = list(classes), tuple(mean), tuple(std)
+
+    def __call__(self, event: dict) -> None:
+        kind = event["type"]
+        if kind == "features":
+            step = event["step"]
+            np.savez_compressed(self.path / "features" / f"{step:08d}.npz", **event["maps"])
+            self._write({"type": "features", "step": step})
+            return
+        if kind == "checkpoint":
+            ckpt = self.path / "checkpoints" / ("last.pt" if event["final"] else f"step_{event['step']:08d}.pt")
+            save_checkpoint(ckpt, event["model"], self.config.to_dict(), step=event["step"],
+                            classes=self._classes, mean=self._mean, std=self._std)
+            if not event["final"]:  # the newest checkpoint is always also last.pt
+                shutil.copyfile(ckpt, self.path / "checkpoints" / "last.pt")
+            self._write({"type": "checkpoint", "step": event["step"], "path": ckpt.name})
+            return
+        if kind == "start":
+            self._status.update(layout=event["layout"], total_steps=event["total_steps"],
+                                device=event["device"], params=event["params"], classes=event["classes"])
+            self.set_status("running", started=time.time())
+        self._write(event)
+        if kind == "step":
+            self._status.update(step=event["step"], train_loss=event["train_loss"], train_acc=event["train_acc"])
+            # status.json is rewritten at most once a second; metrics.jsonl carries every step
+            if time.time() - self._status["updated"] >= 1.0:
+                self.set_status("running")
+
+    def _write(self, record: dict) -> None:
+        self._metrics.write(json.dumps(record, allow_nan=True) + "\n")
+
+    def close(self) -> None:
+        if not self._metrics.closed:
+            self._metrics.close()
+
+
+class RunStore:
+    def __init__(self, root: str | Path | None = None):
+        self.root = Path(root) if root is not None else default_runs_dir()
+
+    def _dir(self, run_id: str) -> Path:
+        return self.root / validate_run_id(run_id)
+
+    def new_run_id(self, cfg: RunConfig) -> str:
+        label = re.sub(r"[^A-Za-z0-9_.-]+", "-", cfg.label)[:60].strip("-.") or "run"
+        return f"{time.strftime('%Y%m%d-%H%M%S')}-{label}-{secrets.token_hex(2)}"
+
+    def create(self, cfg: RunConfig, status: str = "queued", run_id: str | None = None) -> RunWriter:
+        self.root.mkdir(parents=True, exist_ok=True)
+        run_id = validate_run_id(run_id or self.new_run_id(cfg))
+        path = self.root / run_id
+        path.mkdir()
+        return RunWriter(path, cfg, status)
+
+    def list(self) -> list[RunInfo]:
+        if not self.root.is_dir():
+            return []
+        infos = [self.get(p.name) for p in self.root.iterdir() if p.is_dir() and RUN_ID.match(p.name)]
+        return sorted(infos, key=lambda r: (r.created, r.run_id), reverse=True)
+
+    def get(self, run_id: str) -> RunInfo:
+        path = self._dir(run_id)
+        if not path.is_dir():
+            raise FileNotFoundError(f"no run {run_id!r} in {self.root}")
+        try:
+            config = json.loads((path / "config.json").read_text())
+            status = json.loads((path / "status.json").read_text())
+        except (OSError, ValueError) as e:
+            return RunInfo(run_id, path, "damaged", created=path.stat().st_mtime,
+                           error=f"unreadable run files ({type(e).__name__}: {e})")
+        state = status.get("status", "damaged")
+        if state in ACTIVE and not _pid_alive(int(status.get("pid", -1))):
+            # Its process died without writing a final status: a running run was cut off, and a queued
+            # one (the dashboard queues runs in memory) will never start now.
+            state = "interrupted"
+        return RunInfo(run_id, path, state, config=config, summary=status, layout=status.get("layout"),
+                       created=float(status.get("created", 0.0)), error=status.get("error", ""))
+
+    def read_metrics(self, run_id: str) -> list[dict]:
+        """Every complete record; a torn or corrupt line (a killed writer) is skipped."""
+        path = self._dir(run_id) / "metrics.jsonl"
+        records = []
+        try:
+            with open(path, encoding="utf-8", errors="replace") as f:
+                for line in f:
+                    if line.endswith("\n"):
+                        try:
+                            records.append(json.loads(line))
+                        except ValueError:
+                            continue
+        except FileNotFoundError:
+            pass
+        return records
+
+    def feature_steps(self, run_id: str) -> list[int]:
+        d = self._dir(run_id) / "features"
+        return sorted(int(p.stem) for p in d.glob("*.npz") if p.stem.isdigit()) if d.is_dir() else []
+
+    def read_features(self, run_id: str, step: int | None = None) -> tuple[int, dict[str, np.ndarray]] | None:
+        steps = self.feature_steps(run_id)
+        if not steps:
+            return None
+        step = steps[-1] if step is None else step
+        try:
+            with np.load(self._dir(run_id) / "features" / f"{step:08d}.npz") as z:
+                return step, {k: z[k] for k in z.files}
+        except (OSError, ValueError, KeyError):
+            return None
+
+    def checkpoint_path(self, run_id: str) -> Path | None:
+        p = self._dir(run_id) / "checkpoints" / "last.pt"
+        return p if p.is_file() else None
+
+    def delete(self, run_id: str) -> None:
+        info = self.get(run_id)
+        if info.status in ACTIVE:
+            raise RuntimeError(f"run {run_id} is {info.status}; stop it before deleting it")
+        shutil.rmtree(info.path)
+
+
+def execute_run(writer: RunWriter, stop: threading.Event | None = None, pause: threading.Event | None = None,
+                on_event=None, dataset=None):
+    """Trains ``writer.config`` into its run directory; never raises for a failing run: the failure
+    is recorded as status ``failed`` with the error, and every metric written so far is kept."""
+    from .data import load_dataset
+    from .train import train
+
+    def both(event):
+        writer(event)
+        if on_event is not None:
+            on_event(event)
+
+    cfg = writer.config
+    try:
+        writer.set_status("running")
+        ds = dataset if dataset is not None else load_dataset(cfg.data)
+        writer.set_data_info(ds.classes, ds.mean, ds.std)
+        result = train(cfg, both, stop=stop, pause=pause, dataset=ds)
+        writer.set_status(result.status, steps=result.steps, train_loss=result.train_loss,
+                          train_acc=result.train_acc, test_loss=result.test_loss, test_acc=result.test_acc,
+                          seconds=result.seconds, images_per_s=result.images_per_s, message=result.message,
+                          finished=time.time())
+        return result
+    except Exception as e:  # noqa: BLE001 - a failing run is data, not a crash
+        writer.set_status("failed", error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc()[-4000:],
+                          finished=time.time())
+        if on_event is not None:
+            on_event({"type": "end", "status": "failed", "message": f"{type(e).__name__}: {e}"})
+        return None
+    finally:
+        writer.close()

@@ -1,0 +1,130 @@
+import math
+
+import pytest
+import torch
+
+from resnet_core.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from resnet_core.data import BatchLoader, load_dataset
+from resnet_core.train import lr_at, train
+
+SMALL_DATA = DataConfig(n_train=256, n_test=64)
+
+
+def tiny_cfg(steps=6, **model):
+    return RunConfig(model=ModelConfig(depth=8, **model), data=SMALL_DATA,
+                     train=TrainConfig(steps=steps, batch_size=32, eval_every=3, eval_batches=1,
+                                       feature_maps_every=3, device="cpu"))
+
+
+def collect(cfg, **kw):
+    events = []
+    result = train(cfg, events.append, **kw)
+    return result, events
+
+
+def test_events_carry_every_probe_in_layout_order():
+    result, events = collect(tiny_cfg())
+    assert result.status == "finished" and result.steps == 6
+    start = events[0]
+    assert start["type"] == "start" and start["total_steps"] == 6
+    steps = [e for e in events if e["type"] == "step"]
+    assert [e["step"] for e in steps] == list(range(1, 7))
+    layout = start["layout"]
+    for e in steps:
+        assert len(e["grad_norm"]) == len(layout["layers"])
+        assert len(e["branch_std"]) == len(e["branch_ratio"]) == len(layout["blocks"]) == 3
+        assert len(e["act_mean"]) == len(e["dead_relu"]) == 3
+        assert all(math.isfinite(v) and v >= 0 for v in e["grad_norm"] + e["branch_std"])
+        assert 0 <= e["train_acc"] <= 1 and e["images_per_s"] > 0
+    evals = [e for e in events if e["type"] == "eval"]
+    assert [e["partial"] for e in evals] == [True, False] and evals[-1]["step"] == 6
+    assert [e["step"] for e in events if e["type"] == "features"] == [1, 3, 6, 6]
+    assert [e["final"] for e in events if e["type"] == "checkpoint"] == [True]
+    assert events[-1]["type"] == "end" and events[-1]["status"] == "finished"
+
+
+def test_fixed_seed_is_reproducible_and_twins_see_identical_batches(monkeypatch):
+    seen = {}
+    real_next = BatchLoader.next
+
+    def spy(self):
+        x, y = real_next(self)
+        seen.setdefault(id(self), []).append((x.clone(), y.clone()))
+        return x, y
+
+    monkeypatch.setattr(BatchLoader, "next", spy)
+    r1, e1 = collect(tiny_cfg(steps=4))
+    r2, e2 = collect(tiny_cfg(steps=4))
+    r3, _ = collect(tiny_cfg(steps=4, residual=False))
+    assert [e["train_loss"] for e in e1 if e["type"] == "step"] == [e["train_loss"] for e in e2 if e["type"] == "step"]
+    batches = list(seen.values())
+    assert len(batches) == 3
+    for (xa, ya), (xb, yb) in zip(batches[0], batches[2]):  # residual net and its plain twin
+        assert torch.equal(xa, xb) and torch.equal(ya, yb)
+
+
+def test_stop_is_honoured_within_one_step():
+    import threading
+    stop = threading.Event()
+    events = []
+
+    def on_event(e):
+        events.append(e)
+        if e["type"] == "step" and e["step"] == 3:
+            stop.set()
+
+    result = train(tiny_cfg(steps=50), on_event, stop=stop)
+    assert result.status == "stopped" and result.steps == 3
+    assert [e["step"] for e in events if e["type"] == "step"] == [1, 2, 3]
+    assert [e["final"] for e in events if e["type"] == "checkpoint"] == [True]  # stopped runs keep a checkpoint
+
+
+def test_diverging_loss_ends_the_run_at_that_step_keeping_metrics():
+    cfg = tiny_cfg(steps=20)
+    model_holder = {}
+
+    def on_event(e):
+        events.append(e)
+        if e["type"] == "step" and e["step"] == 2:
+            # The next forward pass produces a non-finite loss, as a too-high learning rate would.
+            with torch.no_grad():
+                model_holder["model"].fc.weight.fill_(float("inf"))
+
+    events = []
+    from resnet_core.models import build_model
+    torch.manual_seed(0)
+    model_holder["model"] = build_model(cfg.model)
+    result = train(cfg, on_event, model=model_holder["model"])
+    assert result.status == "diverged" and result.steps == 3
+    assert "step 3" in result.message
+    assert [e["step"] for e in events if e["type"] == "step"] == [1, 2]
+    assert any(e["type"] == "diverged" and e["step"] == 3 for e in events)
+
+
+def test_a_too_high_learning_rate_diverges():
+    cfg = RunConfig(model=ModelConfig(depth=8, batchnorm=False, init="xavier"), data=SMALL_DATA,
+                    train=TrainConfig(steps=30, batch_size=32, lr=99.0, weight_decay=0, eval_every=0,
+                                      feature_maps_every=0, device="cpu"))
+    result, events = collect(cfg)
+    assert result.status == "diverged" and result.steps < 30
+    assert all(math.isfinite(e["train_loss"]) for e in events if e["type"] == "step")
+    assert events[-1]["type"] == "end" and events[-1]["status"] == "diverged"
+
+
+def test_step_schedule_divides_by_ten_at_half_and_three_quarters():
+    tc = TrainConfig(steps=100, lr=0.1)
+    assert [lr_at(s, 100, tc) for s in (0, 49, 50, 74, 75, 99)] == pytest.approx([0.1, 0.1, 0.01, 0.01, 0.001, 0.001])
+    warm = TrainConfig(steps=100, lr=0.1, warmup_steps=10, schedule="cosine")
+    assert lr_at(0, 100, warm) == pytest.approx(0.01)
+    assert lr_at(10, 100, warm) == pytest.approx(0.1)
+    assert lr_at(99, 100, warm) < 0.001
+
+
+def test_training_learns_the_embedded_data():
+    ds = load_dataset(DataConfig(n_train=1024, n_test=256))
+    cfg = RunConfig(model=ModelConfig(depth=8), data=DataConfig(n_train=1024, n_test=256),
+                    train=TrainConfig(steps=60, batch_size=64, lr=0.1, eval_every=0, feature_maps_every=0,
+                                      schedule="constant", device="cpu"))
+    result = train(cfg, dataset=ds)
+    assert result.status == "finished"
+    assert result.test_acc > 0.2  # chance is 0.1
