@@ -1,0 +1,76 @@
+"""The Attribution page in real Chromium: upload a PNG through the file input, pick a CIFAR model, see maps."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[2]
+RESNET20 = ROOT.parent / "shared" / "weights" / "resnet20-12fca82f.th"
+TIMEOUT_MS = 120_000  # a cold server imports torch and captum on the first visit of the page
+
+
+def _tiny_run(runs_dir: Path) -> str:
+    """A finished run holding a random depth-8 net, for when ../shared is absent."""
+    from resnet_core.checkpoints import save_checkpoint
+    from resnet_core.config import ModelConfig, RunConfig, TrainConfig
+    from resnet_core.data import SHAPE_CLASSES
+    from resnet_core.models import build_model
+    from resnet_core.runs import RunStore
+
+    cfg = RunConfig(model=ModelConfig(depth=8), train=TrainConfig(steps=1), name="e2e-tiny")
+    writer = RunStore(runs_dir).create(cfg, status="finished", run_id="e2e-attribution-tiny")
+    torch.manual_seed(0)
+    save_checkpoint(writer.path / "checkpoints" / "last.pt", build_model(cfg.model), cfg.to_dict(), step=1,
+                    classes=list(SHAPE_CLASSES), mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+    writer.close()
+    return writer.run_id
+
+
+@pytest.fixture
+def photo(tmp_path) -> Path:
+    p = tmp_path / "e2e_photo.png"
+    img = Image.new("RGB", (64, 48), (40, 120, 200))
+    img.paste((250, 210, 30), (20, 12, 44, 36))
+    img.save(p)
+    return p
+
+
+def _uploader_input(page, label_text: str):
+    return (page.locator('[data-testid="stFileUploader"]').filter(has_text=label_text)
+            .locator('input[type="file"]'))
+
+
+def test_upload_png_and_see_saliency(app_server, page, photo):
+    if not RESNET20.is_file():
+        _tiny_run(Path(app_server.runs_dir))
+    page.goto(app_server.url + "/attribution")
+    page.get_by_role("heading", name="Attribution").wait_for(timeout=TIMEOUT_MS)
+    _uploader_input(page, "Upload one or more images").set_input_files(str(photo))
+    page.get_by_text("e2e_photo.png").first.wait_for(timeout=TIMEOUT_MS)
+    if RESNET20.is_file():
+        box = page.get_by_label("Community CIFAR-10 checkpoint by path", exact=False)
+        box.fill(str(RESNET20))
+        box.press("Enter")
+    # The default methods are Saliency and Grad-CAM; each finished map gets a download button.
+    downloads = page.get_by_role("button", name="Download PNG")
+    downloads.first.wait_for(timeout=TIMEOUT_MS)
+    page.get_by_text("Saliency ·", exact=False).first.wait_for(timeout=TIMEOUT_MS)
+    overlays = page.locator('[data-testid="stImage"] img')
+    assert overlays.count() >= 2
+    assert page.locator('[data-testid="stException"]').count() == 0
+
+
+def test_bad_upload_shows_an_error_not_a_traceback(app_server, page, tmp_path):
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)  # a PNG signature and nothing valid after it
+    page.goto(app_server.url + "/attribution")
+    page.get_by_role("heading", name="Attribution").wait_for(timeout=TIMEOUT_MS)
+    _uploader_input(page, "Upload one or more images").set_input_files(str(bad))
+    page.get_by_text("broken.png:", exact=False).first.wait_for(timeout=TIMEOUT_MS)
+    assert page.locator('[data-testid="stException"]').count() == 0
+    # The server is still up: the page still answers.
+    page.reload()
+    page.get_by_role("heading", name="Attribution").wait_for(timeout=TIMEOUT_MS)
