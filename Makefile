@@ -1,0 +1,44 @@
+# One venv (.venv/), created and reused by every target.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+PORT ?= 8501
+
+.PHONY: run test bench browser clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+# Reinstall only when a requirements file changes.
+$(VENV)/.runtime: $(BIN)/python requirements.txt pyproject.toml
+	$(BIN)/python -m pip install -q -r requirements.txt
+	$(BIN)/python -m pip install -q --no-deps -e .
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
+	$(BIN)/python -m pip install -q -r requirements-dev.txt
+	touch $@
+
+run: $(VENV)/.runtime
+	$(BIN)/python -m streamlit run dashboard/app.py --server.port $(PORT)
+
+# Debian's Chromium for the browser tests; installed when missing and we are root. Without it the
+# browser tests skip loudly (and fail under CI=true).
+browser:
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    (apt-get install -y -q chromium || (apt-get update -q && apt-get install -y -q chromium)) >/dev/null; \
+	  else echo "WARNING: /usr/bin/chromium is missing and cannot be installed here (need root + apt): browser tests will be skipped"; fi; \
+	fi
+
+test: $(VENV)/.dev browser
+	$(BIN)/python -m pytest
+
+bench: $(VENV)/.dev
+	$(BIN)/python bench/train_overhead.py
+	$(BIN)/python bench/dashboard_overhead.py
+	$(BIN)/python bench/attribution_speed.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache test-artifacts

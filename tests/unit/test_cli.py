@@ -1,0 +1,90 @@
+"""The CLI as a user runs it: a subprocess, JSON on the last stdout line, one-line errors."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, shared_weight, write_cifar_dir
+
+
+def cli(*args, env=None):
+    e = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "resnet_core", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300, env=e)
+
+
+def last_json(proc):
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_train_prints_a_json_summary_and_lists_the_run(tmp_path):
+    p = cli("train", "--arch", "plain", "--depth", "8", "--steps", "3", "--batch-size", "16", "--n-train", "64",
+            "--n-test", "32", "--eval-every", "0", "--runs-dir", str(tmp_path), "--device", "cpu")
+    assert p.returncode == 0, p.stderr
+    out = last_json(p)
+    assert set(out) >= {"run_id", "run_dir", "status", "steps", "train_loss", "train_acc", "test_acc", "seconds",
+                        "images_per_s"}
+    assert out["status"] == "finished" and out["steps"] == 3 and Path(out["run_dir"]).is_dir()
+    assert "3/3" in p.stderr  # the progress bar
+    runs = cli("runs", "--runs-dir", str(tmp_path), "--json")
+    assert [r["run_id"] for r in json.loads(runs.stdout)] == [out["run_id"]]
+    ckpt = Path(out["run_dir"]) / "checkpoints" / "last.pt"
+    ev = cli("evaluate", "--checkpoint", str(ckpt), "--probes", "--device", "cpu")
+    assert ev.returncode == 0, ev.stderr
+    res = last_json(ev)
+    assert 0 <= res["accuracy"] <= 1 and res["dataset"] == "synthetic" and res["images"] == 32
+    assert len(res["probes"]["branch_response_std"]) == 3
+
+
+def test_describe_reports_params_macs_and_layer_names():
+    out = last_json(cli("describe", "--depth", "56", "--json"))
+    assert out["params"] == 853018 and out["macs"] > 100e6
+    assert out["layers"][0] == "stem.conv" and out["layers"][-1] == "fc" and len(out["layers"]) == 56
+    plain = last_json(cli("describe", "--depth", "56", "--arch", "plain", "--json"))
+    assert plain["params"] == out["params"]
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["train", "--depth", "21"], "6n+2"),
+    (["train", "--lr", "-1"], "learning rate"),
+    (["train", "--dataset", "imagenet"], "dataset"),
+    (["train", "--dataset", "cifar10", "--data-dir", "/nonexistent/cifar", "--no-download"], "cifar-10"),
+    (["train", "--shortcut", "D"], "invalid choice"),
+    (["train", "--dataset", "folder:/nonexistent/folder"], "/nonexistent/folder"),
+    (["describe", "--depth", "12", "--block", "bottleneck"], "9n+2"),
+    (["evaluate", "--checkpoint", "/nonexistent.pt"], "not found"),
+    (["runs", "--runs-dir", "/dev/null/x"], None),
+])
+def test_invalid_values_exit_nonzero_with_one_line(args, needle):
+    p = cli(*args)
+    if needle is None:  # listing an absent runs dir is not an error
+        assert p.returncode == 0 and "no runs" in p.stdout
+        return
+    assert p.returncode == 2, p.stdout
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:"), p.stderr
+    assert needle.lower() in lines[0].lower() and "Traceback" not in p.stderr
+
+
+def test_evaluate_community_checkpoint_on_cifar_format_directory(tmp_path):
+    weights = shared_weight(20)
+    write_cifar_dir(tmp_path, n_test=40)
+    p = cli("evaluate", "--checkpoint", str(weights), "--dataset", "cifar10", "--data-dir", str(tmp_path),
+            "--no-download", "--probes", "--device", "cpu")
+    assert p.returncode == 0, p.stderr
+    out = last_json(p)
+    assert out["images"] == 40 and out["model"] == "resnet-20" and 0 <= out["accuracy"] <= 1
+    stds = out["probes"]["branch_response_std"]
+    assert len(stds) == 9 and all(s > 0 for s in stds)
+
+
+def test_diverging_run_is_reported_not_crashed(tmp_path):
+    p = cli("train", "--depth", "8", "--no-bn", "--init", "xavier", "--lr", "99", "--weight-decay", "0", "--steps",
+            "30", "--batch-size", "32", "--n-train", "256", "--n-test", "32", "--eval-every", "0",
+            "--feature-maps-every", "0", "--runs-dir", str(tmp_path), "--device", "cpu", "--quiet")
+    out = last_json(p)
+    assert p.returncode == 1 and out["status"] == "diverged" and out["steps"] < 30
+    assert "learning rate" in out["error"]
