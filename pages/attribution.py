@@ -150,10 +150,10 @@ def show_job_problem(key: str) -> bool:
     if job is None or job.active:
         return False
     if job.state == "failed":
-        st.error(job.error)
-    elif job.state == "cancelled":
+        st.error(f"{job.label}: {job.error}")
+    else:
         st.warning(f"{job.label}: cancelled")
-        st.button("Run again", key=f"again_{key}", on_click=service.forget, args=(key,))
+    st.button("Run again", key=f"again_{key}", on_click=service.forget, args=(key,))
     return job.state in ("failed", "cancelled")
 
 
