@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import threading
 import time
 from pathlib import Path
 
@@ -125,3 +126,44 @@ def test_shapes_samples_run_model_and_checks(runs_dir):
     assert len(rand) == 1 and -1 <= rand[0]["rank correlation"].iloc[0] <= 1
     assert len(point) == 1 and 0 <= point[0]["pointing game"].iloc[0] <= 1
     assert point[0]["images"].iloc[0] == 8
+
+
+def test_worker_cancel_failure_and_cache():
+    """The page's worker: Cancel stops a job between chunks, a failing job leaves one line and the
+    worker alive, a finished result is served from the cache without recomputation."""
+    from dashboard.attribution_view import AttributionService
+    from resnet_core.attribution import Cancelled
+
+    svc = AttributionService(max_results=2)
+    started = threading.Event()
+
+    def slow(progress, cancel):
+        started.set()
+        for i in range(500):
+            if cancel.is_set():
+                raise Cancelled("cancelled")
+            progress(i / 500)
+            time.sleep(0.01)
+        return "finished"
+
+    job = svc.submit("slow", "slow job", slow)
+    assert started.wait(10)
+    svc.cancel(["slow"])
+    svc.wait(["slow"], 10)
+    assert job.state == "cancelled" and svc.result("slow") is None
+
+    bad = svc.submit("bad", "bad job", lambda progress, cancel: 1 / 0)
+    svc.wait(["bad"], 10)
+    assert bad.state == "failed" and bad.error.startswith("unexpected ZeroDivisionError")
+
+    calls = []
+    svc.submit("ok", "ok job", lambda progress, cancel: calls.append(1) or 42)
+    svc.wait(["ok"], 10)
+    assert svc.result("ok") == 42
+    assert svc.submit("ok", "ok job", lambda progress, cancel: calls.append(1) or 43).state == "done"
+    svc.wait(["ok"], 10)
+    assert svc.result("ok") == 42 and calls == [1]
+    for k in ("x", "y"):  # the LRU keeps at most two results
+        svc.submit(k, k, lambda progress, cancel, k=k: k)
+        svc.wait([k], 10)
+    assert svc.result("ok") is None and svc.result("y") == "y"
