@@ -167,3 +167,24 @@ def test_worker_cancel_failure_and_cache():
         svc.submit(k, k, lambda progress, cancel, k=k: k)
         svc.wait([k], 10)
     assert svc.result("ok") is None and svc.result("y") == "y"
+
+
+class _Evil:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_uploaded_code_carrying_checkpoint_refused(runs_dir, tmp_path):
+    marker = tmp_path / "pwned"
+    buf = io.BytesIO()
+    torch.save({"state_dict": _Evil(str(marker))}, buf)
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    at.file_uploader(key="attr_uploads").set_value(("photo.png", _png(), "image/png"))
+    at.file_uploader(key="attr_ckpt_upload").set_value(("evil.th", buf.getvalue(), "application/octet-stream"))
+    at.run()
+    assert not at.exception
+    assert any("evil.th" in e.value and "refused" in e.value for e in at.error), [e.value for e in at.error]
+    assert not marker.exists()
