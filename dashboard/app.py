@@ -11,10 +11,10 @@ import streamlit as st  # noqa: E402
 st.set_page_config(page_title="ResNet Lab", page_icon="🧱", layout="wide")
 
 pages = [
-    st.Page(ROOT / "pages" / "train.py", title="Train", icon="🏋️", url_path="train", default=True),
-    st.Page(ROOT / "pages" / "compare.py", title="Compare", icon="📊", url_path="compare"),
+    st.Page(ROOT / "pages" / "train.py", title="Train", icon=":material/model_training:", url_path="train", default=True),
+    st.Page(ROOT / "pages" / "compare.py", title="Compare", icon=":material/stacked_line_chart:", url_path="compare"),
 ]
 if (ROOT / "pages" / "attribution.py").is_file():  # written by another engineer; the app runs either way
-    pages.append(st.Page(ROOT / "pages" / "attribution.py", title="Attribution", icon="🔎", url_path="attribution"))
+    pages.append(st.Page(ROOT / "pages" / "attribution.py", title="Attribution", icon=":material/image_search:", url_path="attribution"))
 
 st.navigation(pages).run()

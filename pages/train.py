@@ -56,7 +56,8 @@ if "shown_runs" not in st.session_state:
         default = []
     st.session_state["shown_runs"] = default
 st.session_state["shown_runs"] = [r for r in st.session_state["shown_runs"] if r in by_id]
-st.multiselect("Runs shown", list(by_id), key="shown_runs", format_func=lambda r: state.run_title(by_id[r]),
+# Labels without the status: this widget is outside the live fragment, so a status here would go stale.
+st.multiselect("Runs shown", list(by_id), key="shown_runs", format_func=lambda r: f"{by_id[r].label} · {r}",
                placeholder="Start a run, or pick stored runs to look at")
 
 
