@@ -64,12 +64,15 @@ def _safe_load(source) -> object:
         raise CheckpointError(f"{source} is a directory; give the checkpoint file inside it") from None
     except Exception as e:  # noqa: BLE001 - torch raises many types for bad files
         text = str(e)
-        if "weights_only" in text or "Unsupported global" in text or "GLOBAL" in text:
+        # Every error of the weights-only unpickler mentions weights_only; only these name a global
+        # (a callable or class) that the file wanted to run, which is what makes it dangerous.
+        if "GLOBAL" in text or "Unsupported global" in text:
             raise CheckpointError(
                 "refused: the file is a pickle that would run code when loaded. Only plain weight "
                 "files (tensors, numbers, strings, dicts) are accepted"
             ) from None
-        raise CheckpointError(f"not a PyTorch checkpoint ({type(e).__name__}): {text.splitlines()[0][:200]}") from None
+        detail = "" if "weights_only" in text else f" ({type(e).__name__}: {text.splitlines()[0][:200] if text else ''})"
+        raise CheckpointError(f"not a PyTorch checkpoint{detail}: give a .pt/.pth/.th file of weights") from None
 
 
 _AKAMASTER_BLOCK = re.compile(r"^layer([123])\.(\d+)\.(conv|bn)([12])\.(.+)$")

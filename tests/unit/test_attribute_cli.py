@@ -115,9 +115,7 @@ def test_bad_images_in_process(name, data, expected, tmp_path, capsys):
     (["--model", "run:missing-run"], "no run 'missing-run'"),
     (["--model", "imagenet:resnet7"], "resnet18, resnet34, resnet50"),
     (["--model", "ckpt:/nonexistent/file.th"], "not found"),
-    pytest.param(["--model", "ckpt:{photo}"], "not a PyTorch checkpoint", marks=pytest.mark.xfail(
-        reason="checkpoints._safe_load calls any WeightsUnpickler error (its text mentions weights_only) a "
-               "code-carrying pickle; a PNG is refused, but with that misleading message", strict=False)),
+    (["--model", "ckpt:{photo}"], "not a PyTorch checkpoint"),
     (["--model", "imagenet:resnet18", "--alpha", "3"], "--alpha"),
     (["--model", "imagenet:resnet18", "--steps", "5"], "--steps applies to ig and smoothgrad"),
     (["--model", "imagenet:resnet18", "--out", "x.jpg"], "must end in .png"),
