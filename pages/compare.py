@@ -54,6 +54,13 @@ ticking = any(by_id[r].status in ACTIVE for r in selected)
 
 @st.fragment(run_every=2.0 if ticking else None)
 def compare_panel():
+    try:
+        _compare_body()
+    except Exception as e:  # noqa: BLE001 - a run's odd data must not put a traceback on the page
+        st.error(f"Could not draw the runs ({type(e).__name__}: {e}); the runs themselves are unaffected.", icon="⚠️")
+
+
+def _compare_body():
     fresh = [store.get(r) for r in selected if (store.root / r).is_dir()]
     series = [state.get_series(i) for i in fresh]
     if not series:

@@ -206,7 +206,10 @@ ticking = manager.busy() or any(by_id[r].status in ACTIVE for r in shown if r in
 
 @st.fragment(run_every=1.0 if ticking else None)
 def live_panel():
-    _live_body(shown)
+    try:
+        _live_body(shown)
+    except Exception as e:  # noqa: BLE001 - a run's odd data must not put a traceback on the page
+        st.error(f"Could not draw the runs ({type(e).__name__}: {e}); the runs themselves are unaffected.", icon="⚠️")
     still = manager.busy() or any(store.get(r).status in ACTIVE for r in shown if (store.root / r).is_dir())
     if ticking and not still:
         st.rerun()  # a full rerun redefines this fragment without its timer: no polling when idle

@@ -1,0 +1,133 @@
+"""What watching costs: throughput of one run through the CLI path vs through the dashboard with a page
+open and polling, interleaved in one script run; plus the delay from pressing Start to the first point.
+
+    .venv/bin/python bench/dashboard_overhead.py [--steps 60] [--rounds 2]
+
+(a) CLI: ``execute_run`` in this process's main thread, exactly what ``python -m resnet_core train`` does.
+(b) Dashboard: a real ``streamlit run`` server, the Train page open in headless Chromium; the run is
+    started by clicking Start, so it trains in the server's RunManager thread while the page's
+    fragment re-renders every chart once a second until it ends.
+Both report the trainer's own images/s (training steps only, evaluation excluded). Same config: the
+page defaults (ResNet-20, shapes, batch 128, eval every 50, feature maps every 25) with --steps steps.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from resnet_core.config import DataConfig, ModelConfig, RunConfig, TrainConfig  # noqa: E402
+from resnet_core.runs import RunStore, execute_run  # noqa: E402
+
+
+def cli_run(runs: Path, steps: int) -> float:
+    cfg = RunConfig(model=ModelConfig(depth=20), data=DataConfig(),
+                    train=TrainConfig(steps=steps, batch_size=128, eval_every=50, feature_maps_every=25))
+    result = execute_run(RunStore(runs).create(cfg, status="running"))
+    return result.images_per_s
+
+
+def start_server(runs: Path, port: int) -> subprocess.Popen:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.port", str(port),
+         "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false",
+         "--server.fileWatcherType", "none"],
+        cwd=ROOT, env={**os.environ, "RESNET_LAB_RUNS": str(runs)}, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
+                if r.read() == b"ok":
+                    return proc
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError("streamlit did not start")
+
+
+def wait_run_state(page) -> None:
+    page.wait_for_timeout(210)
+    page.locator("[data-testid='stApp'][data-test-script-state='notRunning']").wait_for(state="attached", timeout=60_000)
+
+
+def dashboard_run(page, runs: Path) -> tuple[float, float, float]:
+    """(images/s, seconds from click to the first step on disk, seconds to the first point on the page)."""
+    before = {p.name for p in runs.iterdir()} if runs.is_dir() else set()
+    clicked = time.perf_counter()
+    page.get_by_role("button", name="Start", exact=True).click()
+    first_disk = first_page = None
+    while True:
+        new = [p for p in runs.iterdir() if p.name not in before] if runs.is_dir() else []
+        if new and first_disk is None and (new[0] / "metrics.jsonl").exists() and \
+                '"type": "step"' in (new[0] / "metrics.jsonl").read_text():
+            first_disk = time.perf_counter() - clicked
+        if first_page is None and page.locator("[data-testid='stProgress']").filter(
+                has_text=re.compile(r"step [1-9]\d*/")).count():
+            first_page = time.perf_counter() - clicked
+        if new:
+            status = json.loads((new[0] / "status.json").read_text())
+            if status["status"] not in ("queued", "running"):
+                return status["images_per_s"], first_disk or float("nan"), first_page or float("nan")
+        page.wait_for_timeout(50)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--steps", type=int, default=60)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--port", type=int, default=8765)
+    args = ap.parse_args()
+    from playwright.sync_api import sync_playwright
+
+    tmp = Path(tempfile.mkdtemp(prefix="resnet-lab-bench-"))
+    server = start_server(tmp / "dash", args.port)
+    cli, dash, first_disk, first_page = [], [], [], []
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
+                                        args=["--no-sandbox", "--disable-gpu"])
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(f"http://127.0.0.1:{args.port}/")
+            page.get_by_role("button", name="Start", exact=True).wait_for(timeout=60_000)
+            box = page.get_by_label("Steps", exact=True)
+            box.fill(str(args.steps))
+            box.press("Enter")
+            wait_run_state(page)
+            cli_run(tmp / "warm", 2)                       # torch's first-run costs out of the figures
+            for r in range(args.rounds):
+                cli.append(cli_run(tmp / "cli", args.steps))
+                print(f"round {r + 1}: CLI        {cli[-1]:8.1f} images/s", flush=True)
+                ips, disk, shown = dashboard_run(page, tmp / "dash")
+                dash.append(ips)
+                first_disk.append(disk)
+                first_page.append(shown)
+                print(f"round {r + 1}: dashboard  {ips:8.1f} images/s (first step on disk {disk:.2f} s, "
+                      f"on the page {shown:.2f} s after the click)", flush=True)
+                wait_run_state(page)
+            browser.close()
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=15)
+    c, d = statistics.median(cli), statistics.median(dash)
+    print(f"\nResNet-20, shapes, batch 128, {args.steps} steps, {os.cpu_count()} CPU cores, {args.rounds} interleaved rounds")
+    print(f"CLI (execute_run, main thread):             {c:8.1f} images/s (median)")
+    print(f"dashboard (RunManager thread, page polling): {d:8.1f} images/s (median)")
+    print(f"ratio dashboard / CLI: {d / c:.3f}")
+    print(f"first step on disk after Start: median {statistics.median(first_disk):.2f} s; "
+          f"first point on the page: median {statistics.median(first_page):.2f} s")
+
+
+if __name__ == "__main__":
+    main()
