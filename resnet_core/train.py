@@ -191,8 +191,8 @@ def train(cfg: RunConfig, on_event: OnEvent | None = None, stop: threading.Event
                 emit(rec)
                 t_window, images_window = time.perf_counter(), 0
             else:
-                # Unlogged steps still must not step into NaN weights; isfinite stays on the device
-                # and is read only here, where the loss is needed anyway on the CPU.
+                # Unlogged steps still must not step into NaN weights. Reading one bool is a sync on
+                # CUDA each step, the price of stopping exactly at the step that diverged.
                 if not torch.isfinite(loss).item():
                     result.status, result.steps = "diverged", step
                     result.message = f"loss became non-finite at step {step}; lower the learning rate"
