@@ -52,3 +52,22 @@ def write_cifar_dir(root: Path, n_train_per_batch: int = 4, n_test: int = 20, se
     with open(d / "batches.meta", "wb") as f:
         pickle.dump({b"label_names": names, b"num_cases_per_batch": n_train_per_batch, b"num_vis": 3072}, f)
     return root
+
+
+def store_tiny_run(runs_dir: Path, run_id: str, name: str) -> str:
+    """A finished run holding a random depth-8 checkpoint, written through the run store itself."""
+    import torch
+
+    from resnet_core.checkpoints import save_checkpoint
+    from resnet_core.config import ModelConfig, RunConfig, TrainConfig
+    from resnet_core.data import SHAPE_CLASSES
+    from resnet_core.models import build_model
+    from resnet_core.runs import RunStore
+
+    cfg = RunConfig(model=ModelConfig(depth=8), train=TrainConfig(steps=1), name=name)
+    writer = RunStore(runs_dir).create(cfg, status="finished", run_id=run_id)
+    torch.manual_seed(0)
+    save_checkpoint(writer.path / "checkpoints" / "last.pt", build_model(cfg.model), cfg.to_dict(), step=1,
+                    classes=list(SHAPE_CLASSES), mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+    writer.close()
+    return writer.run_id

@@ -11,6 +11,7 @@ import pytest
 import torch
 from PIL import Image
 from streamlit.testing.v1 import AppTest
+from tests.conftest import store_tiny_run
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGE = str(ROOT / "pages" / "attribution.py")
@@ -41,20 +42,7 @@ def runs_dir(tmp_path, monkeypatch):
 
 
 def _store_tiny_run(runs_dir: Path) -> str:
-    """A finished run with a random depth-8 checkpoint, through the run store's own writer."""
-    from resnet_core.checkpoints import save_checkpoint
-    from resnet_core.config import ModelConfig, RunConfig, TrainConfig
-    from resnet_core.data import SHAPE_CLASSES
-    from resnet_core.models import build_model
-    from resnet_core.runs import RunStore
-
-    cfg = RunConfig(model=ModelConfig(depth=8), train=TrainConfig(steps=1), name="tiny")
-    writer = RunStore(runs_dir).create(cfg, status="finished", run_id="tiny-run")
-    torch.manual_seed(0)
-    save_checkpoint(writer.path / "checkpoints" / "last.pt", build_model(cfg.model), cfg.to_dict(), step=1,
-                    classes=list(SHAPE_CLASSES), mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
-    writer.close()
-    return writer.run_id
+    return store_tiny_run(runs_dir, "tiny-run", "tiny")
 
 
 def _wait_idle(timeout=120.0):

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 from PIL import Image
+from tests.conftest import store_tiny_run
 
 ROOT = Path(__file__).resolve().parents[2]
 RESNET20 = ROOT.parent / "shared" / "weights" / "resnet20-12fca82f.th"
@@ -13,20 +14,7 @@ TIMEOUT_MS = 120_000  # a cold server imports torch and captum on the first visi
 
 
 def _tiny_run(runs_dir: Path) -> str:
-    """A finished run holding a random depth-8 net, for when ../shared is absent."""
-    from resnet_core.checkpoints import save_checkpoint
-    from resnet_core.config import ModelConfig, RunConfig, TrainConfig
-    from resnet_core.data import SHAPE_CLASSES
-    from resnet_core.models import build_model
-    from resnet_core.runs import RunStore
-
-    cfg = RunConfig(model=ModelConfig(depth=8), train=TrainConfig(steps=1), name="e2e-tiny")
-    writer = RunStore(runs_dir).create(cfg, status="finished", run_id="e2e-attribution-tiny")
-    torch.manual_seed(0)
-    save_checkpoint(writer.path / "checkpoints" / "last.pt", build_model(cfg.model), cfg.to_dict(), step=1,
-                    classes=list(SHAPE_CLASSES), mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
-    writer.close()
-    return writer.run_id
+    return store_tiny_run(runs_dir, "e2e-attribution-tiny", "e2e-tiny")
 
 
 @pytest.fixture
