@@ -2,6 +2,11 @@
 
 Long runs are decimated before drawing (bin means for curves, bin-mean columns for heatmaps) so a
 figure stays a few hundred points wide whatever the run length: the browser redraws them every second.
+
+Redrawing is what a live page costs (bench/dashboard_overhead.py): margins are therefore fixed and
+sized for our labels, with Plotly's axis ``automargin`` off, which otherwise measures every tick label
+and may lay a chart out twice per redraw (about a fifth of a redraw's time in a profile of the page).
+``uirevision`` keeps a user's zoom and legend clicks across the once-a-second redraws.
 """
 from __future__ import annotations
 
@@ -18,8 +23,9 @@ MAX_POINTS = 400        # points per curve after decimation
 MAX_HEATMAP_COLS = 160  # step columns of a heatmap after decimation
 PALETTE = qualitative.Plotly
 STAGE_DASH = ("solid", "dash", "dot", "dashdot")
-LAYOUT = dict(margin=dict(l=60, r=20, t=40, b=50), height=330, legend=dict(orientation="h", y=-0.25),
+LAYOUT = dict(margin=dict(l=70, r=20, t=40, b=50), height=330, legend=dict(orientation="h", y=-0.25),
               hovermode="closest", template="plotly_white")
+HEATMAP_LEFT = 190      # room for "12: layer2.2.branch.conv2" at 9 px plus the axis title
 
 
 # --- helpers ------------------------------------------------------------------------------------
@@ -53,9 +59,9 @@ def run_colors(runs: list[RunSeries]) -> dict[str, str]:
 
 
 def _base(fig: go.Figure, title: str, x: str, y: str, **extra) -> go.Figure:
-    fig.update_layout(title=dict(text=title, x=0, font=dict(size=14)), **{**LAYOUT, **extra})
-    fig.update_xaxes(title_text=x)
-    fig.update_yaxes(title_text=y)
+    fig.update_layout(title=dict(text=title, x=0, font=dict(size=14)), uirevision=title, **{**LAYOUT, **extra})
+    fig.update_xaxes(title_text=x, automargin=False)
+    fig.update_yaxes(title_text=y, automargin=False)
     return fig
 
 
@@ -133,8 +139,9 @@ def grad_norm_heatmap(run: RunSeries, zrange: tuple[float, float] | None = None)
         colorbar=dict(title=dict(text="‖∇W‖₂<br>(log)", side="right"), tickvals=ticks,
                       ticktext=[f"1e{t}" for t in ticks]),
         hovertemplate="step %{x:.0f}<br>%{y}<br>log10 ‖∇W‖ = %{z:.2f}<extra></extra>"))
-    fig = _base(fig, title, x_title, y_title, height=max(330, min(700, 14 * len(names) + 120)))
-    fig.update_yaxes(autorange="reversed", tickfont=dict(size=9))
+    fig = _base(fig, title, x_title, y_title, height=max(330, min(700, 14 * len(names) + 120)),
+                margin=dict(LAYOUT["margin"], l=HEATMAP_LEFT))
+    fig.update_yaxes(autorange="reversed", tickfont=dict(size=9), title_standoff=4)
     return fig
 
 
@@ -224,11 +231,11 @@ def _per_stage(runs, key, title, y_title, scale=1.0) -> go.Figure:
 def activation_figure(runs: list[RunSeries], key: str = "act_std") -> go.Figure:
     what = {"act_std": "std", "act_mean": "mean"}[key]
     return _per_stage(runs, key, f"Activation {what} at each stage output",
-                      f"activation {what} (units of the normalised input)")
+                      f"activation {what} (input-normalised units)")
 
 
 def dead_relu_figure(runs: list[RunSeries]) -> go.Figure:
-    return _per_stage(runs, "dead_relu", "Dead ReLU channels per stage", "dead channels (% of the stage's channels)", 100.0)
+    return _per_stage(runs, "dead_relu", "Dead ReLU channels per stage", "dead channels (% of stage)", 100.0)
 
 
 # --- feature maps --------------------------------------------------------------------------------

@@ -138,3 +138,27 @@ def run_setup() -> Setup:
         return Setup(RunConfig(model=model, data=data, train=train))
     except ConfigError as e:   # cross-field checks, if the core adds any
         return Setup(None, {"run": str(e)})
+
+
+def plot(fig, key: str) -> None:
+    """A Plotly chart at full width. ``theme=None`` keeps the figure's own template: Streamlit's theme
+    is re-applied in the browser on every redraw, about a sixth of a live chart's cost there."""
+    st.plotly_chart(fig, width="stretch", key=key, theme=None, config={"displaylogo": False})
+
+
+# What one redraw of the Train page's live charts costs, in CPU seconds, browser and server together,
+# with the browser on the machine that trains: 0.33 (browser) + 0.07 (server) per second at a 1 s
+# redraw, measured by bench/dashboard_overhead.py on a 2-core CPU (README, "Benchmarks").
+REDRAW_CPU_S = 0.4
+REDRAW_BUDGET = 0.05          # of the machine's CPU; training slows by about twice that (its threads sync)
+REDRAW_CHOICES = (1.0, 2.0, 5.0)
+
+
+def auto_redraw_seconds(cpu_count: int | None) -> float:
+    """The shortest redraw interval whose cost stays within REDRAW_BUDGET of the CPU: 1 s from 8
+    cores up, 2 s on 4, 5 s on 2, where a 1 s redraw took a third of the training speed."""
+    cores = max(1, cpu_count or 1)
+    for every in REDRAW_CHOICES:
+        if REDRAW_CPU_S / every <= REDRAW_BUDGET * cores:
+            return every
+    return REDRAW_CHOICES[-1]

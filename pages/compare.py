@@ -2,10 +2,12 @@
 CSV and chart export, deleting runs."""
 from __future__ import annotations
 
+import os
+
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, state
+from dashboard import charts, state, widgets
 from dashboard.series import metrics_long_csv
 from resnet_core.runs import ACTIVE
 
@@ -45,14 +47,11 @@ selected = st.multiselect("Runs to compare", list(by_id), key="compare_runs",
                           format_func=lambda r: state.run_title(by_id[r]))
 
 
-def _plot(fig, key):
-    st.plotly_chart(fig, width="stretch", key=key, config={"displaylogo": False})
-
-
 ticking = any(by_id[r].status in ACTIVE for r in selected)
 
 
-@st.fragment(run_every=2.0 if ticking else None)
+# Active runs redraw as the Train page's auto setting does, but never more than every 2 s: this page compares.
+@st.fragment(run_every=max(2.0, widgets.auto_redraw_seconds(os.cpu_count())) if ticking else None)
 def compare_panel():
     try:
         _compare_body()
@@ -80,7 +79,7 @@ def _compare_body():
     c1, c2 = st.columns(2)
     for i, (name, (fig, caption)) in enumerate(figs.items()):
         with (c1 if i % 2 == 0 else c2) if i < 2 else st.container():
-            _plot(fig, f"cmp_{i}")
+            widgets.plot(fig, f"cmp_{i}")
             st.caption(caption)
 
     st.subheader("Export")

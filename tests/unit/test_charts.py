@@ -146,3 +146,17 @@ def test_metrics_tail_reads_only_new_complete_lines(tmp_path):
     tail.poll()
     s = tail.series("r")
     assert list(s.step) == [1, 2, 3] and list(s.eval_step) == [2] and np.isnan(s.scalars["train_loss"][-1])
+
+
+@pytest.mark.parametrize("build", [charts.loss_figure, charts.accuracy_figure, charts.grad_profile_figure,
+                                   charts.branch_std_figure, charts.dead_relu_figure, charts.fig6_figure,
+                                   lambda runs: charts.grad_norm_heatmap(runs[0]),
+                                   lambda runs: charts.branch_ratio_figure(runs[0])])
+def test_live_charts_have_fixed_margins_and_keep_a_users_zoom(build):
+    """Axis automargin measures every tick label on each redraw, once a second: it stays off, and
+    uirevision keeps zoom and legend clicks across those redraws."""
+    fig = build([fake_series()])
+    layout = fig.layout.to_plotly_json()
+    axes = [k for k in layout if k.startswith(("xaxis", "yaxis"))]
+    assert axes and all(layout[k].get("automargin") is False for k in axes), fig.layout.title.text
+    assert fig.layout.uirevision
