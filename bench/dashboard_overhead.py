@@ -1,12 +1,13 @@
 """What watching costs: throughput of one run through the CLI path vs through the dashboard with a page
 open and polling, interleaved in one script run; plus the delay from pressing Start to the first point.
 
-    .venv/bin/python bench/dashboard_overhead.py [--steps 60] [--rounds 2]
+    .venv/bin/python bench/dashboard_overhead.py [--steps 300] [--rounds 2] [--refresh 1 5]
 
 (a) CLI: ``execute_run`` in this process's main thread, exactly what ``python -m resnet_core train`` does.
 (b) Dashboard: a real ``streamlit run`` server, the Train page open in headless Chromium; the run is
     started by clicking Start, so it trains in the server's RunManager thread while the page's
-    fragment re-renders every chart once a second until it ends.
+    fragment redraws every chart each ``--refresh`` seconds (the page's "Redraw every" control)
+    until it ends; once per refresh interval given, in one round.
 Both report the trainer's own images/s (training steps only, evaluation excluded). Same config: the
 page defaults (ResNet-20, shapes, batch 128, eval every 50, feature maps every 25) with --steps steps.
 """
@@ -96,7 +97,7 @@ def dashboard_run(page, runs: Path) -> tuple[float, float, float]:
                 '"type": "step"' in (new[0] / "metrics.jsonl").read_text():
             first_disk = time.perf_counter() - clicked
         if first_page is None and page.locator("[data-testid='stProgress']").filter(
-                has_text=re.compile(r"step [1-9]\d*/")).count():
+                has_text=re.compile(r"running · step [1-9]\d*/")).count():
             first_page = time.perf_counter() - clicked
         if new:
             status = json.loads((new[0] / "status.json").read_text())
@@ -107,7 +108,9 @@ def dashboard_run(page, runs: Path) -> tuple[float, float, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--steps", type=int, default=60)
+    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--refresh", nargs="+", default=["1", "auto"], choices=["auto", "1", "2", "5"],
+                    help="the page's redraw intervals to measure (seconds, or the page's default, auto)")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--port", type=int, default=8765)
     args = ap.parse_args()
@@ -115,7 +118,7 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="resnet-lab-bench-"))
     server = start_server(tmp / "dash", args.port)
-    cli, dash, first_disk, first_page = [], [], [], []
+    cli, dash, first_disk, first_page = [], {}, [], []
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
@@ -131,27 +134,33 @@ def main() -> None:
             for r in range(args.rounds):
                 cli.append(cli_run(tmp / "cli", args.steps))
                 print(f"round {r + 1}: CLI        {cli[-1]:8.1f} images/s", flush=True)
-                cpu0, t0 = cpu_seconds_by_group(server.pid), time.perf_counter()
-                ips, disk, shown = dashboard_run(page, tmp / "dash")
-                cpu1, wall = cpu_seconds_by_group(server.pid), time.perf_counter() - t0
-                print(f"round {r + 1}: during the dashboard run ({wall:.0f} s): server process "
-                      f"{cpu1['server'] - cpu0['server']:.0f} CPU s, browser {cpu1['browser'] - cpu0['browser']:.0f} CPU s",
-                      flush=True)
-                dash.append(ips)
-                first_disk.append(disk)
-                first_page.append(shown)
-                print(f"round {r + 1}: dashboard  {ips:8.1f} images/s (first step on disk {disk:.2f} s, "
-                      f"on the page {shown:.2f} s after the click)", flush=True)
-                wait_run_state(page)
+                for every in args.refresh:
+                    name = re.compile(r"^auto") if every == "auto" else f"{every} s"
+                    page.get_by_role("radiogroup", name="Redraw every").get_by_role("radio", name=name, exact=True).click()
+                    wait_run_state(page)
+                    cpu0, t0 = cpu_seconds_by_group(server.pid), time.perf_counter()
+                    ips, disk, shown = dashboard_run(page, tmp / "dash")
+                    cpu1, wall = cpu_seconds_by_group(server.pid), time.perf_counter() - t0
+                    print(f"round {r + 1}: redraw {every}, during the dashboard run ({wall:.0f} s): server process "
+                          f"{cpu1['server'] - cpu0['server']:.0f} CPU s, browser {cpu1['browser'] - cpu0['browser']:.0f} CPU s",
+                          flush=True)
+                    dash.setdefault(every, []).append(ips)
+                    first_disk.append(disk)
+                    first_page.append(shown)
+                    print(f"round {r + 1}: redraw {every}, dashboard {ips:8.1f} images/s (first step on disk "
+                          f"{disk:.2f} s, on the page {shown:.2f} s after the click)", flush=True)
+                    wait_run_state(page)
             browser.close()
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=15)
-    c, d = statistics.median(cli), statistics.median(dash)
+    c = statistics.median(cli)
     print(f"\nResNet-20, shapes, batch 128, {args.steps} steps, {os.cpu_count()} CPU cores, {args.rounds} interleaved rounds")
-    print(f"CLI (execute_run, main thread):             {c:8.1f} images/s (median)")
-    print(f"dashboard (RunManager thread, page polling): {d:8.1f} images/s (median)")
-    print(f"ratio dashboard / CLI: {d / c:.3f}")
+    print(f"CLI (execute_run, main thread):                       {c:8.1f} images/s (median)")
+    for every, ips in dash.items():
+        d = statistics.median(ips)
+        print(f"dashboard, page redrawing every {every + ' s' if every != 'auto' else 'auto'} (median):"
+              f"{d:12.1f} images/s   ratio dashboard / CLI: {d / c:.3f}")
     print(f"first step on disk after Start: median {statistics.median(first_disk):.2f} s; "
           f"first point on the page: median {statistics.median(first_page):.2f} s")
 

@@ -1,6 +1,8 @@
 """Train: set up a plain or residual net, start it (alone, as a twin, or a paper preset), watch it live."""
 from __future__ import annotations
 
+import os
+
 import streamlit as st
 
 from dashboard import charts, presets, state, widgets
@@ -57,8 +59,20 @@ if "shown_runs" not in st.session_state:
     st.session_state["shown_runs"] = default
 st.session_state["shown_runs"] = [r for r in st.session_state["shown_runs"] if r in by_id]
 # Labels without the status: this widget is outside the live fragment, so a status here would go stale.
-st.multiselect("Runs shown", list(by_id), key="shown_runs", format_func=lambda r: f"{by_id[r].label} · {r}",
+c1, c2 = st.columns([3, 2])
+c1.multiselect("Runs shown", list(by_id), key="shown_runs", format_func=lambda r: f"{by_id[r].label} · {r}",
                placeholder="Start a run, or pick stored runs to look at")
+# Outside the fragment on purpose: a new interval needs a full rerun to redefine the fragment's timer.
+AUTO_EVERY = widgets.auto_redraw_seconds(os.cpu_count())
+REFRESH = {f"auto ({AUTO_EVERY:g} s)": AUTO_EVERY, "1 s": 1.0, "2 s": 2.0, "5 s": 5.0}
+refresh = c2.segmented_control(
+    "Redraw every", list(REFRESH), default=next(iter(REFRESH)), key="refresh",
+    help="How often the charts below are redrawn while runs train. Each redraw costs CPU, mostly in the "
+         "browser: with the browser on the same small machine as training, a 1 s redraw took a third of "
+         "the training speed on 2 cores, a 5 s one under a tenth. *auto* picks the shortest interval that "
+         "keeps this cost to about 5% of this machine's CPU. Until a new run's first points show, the "
+         "page looks every second whatever is chosen."
+) or next(iter(REFRESH))
 
 
 def _pair_order(series):
@@ -112,10 +126,6 @@ def _progress(info, s) -> None:
         st.error(f"{info.run_id} cannot be read: {info.error}", icon="🚫")
 
 
-def _plot(fig, key):
-    st.plotly_chart(fig, width="stretch", key=key, config={"displaylogo": False})
-
-
 def _side_by_side(series, draw):
     """One chart per run, two to a row, in twin order."""
     for i in range(0, len(series), 2):
@@ -135,12 +145,12 @@ def _features(s):
         st.info(f"{s.label}: feature maps not readable yet.")
         return
     step, maps = got
-    _plot(charts.feature_stage_figure(maps, step, f"({s.label})"), f"fm_{s.run_id}")
+    widgets.plot(charts.feature_stage_figure(maps, step, f"({s.label})"), f"fm_{s.run_id}")
     blocks = [k[:-2] for k in maps if k.endswith("/x")]
     if blocks:
         default = next((b for b in blocks if b.startswith("layer2")), blocks[0])
         block = st.selectbox("Block", blocks, index=blocks.index(default), key=f"fmblock_{s.run_id}")
-        _plot(charts.feature_block_figure(maps, block, step), f"fmb_{s.run_id}")
+        widgets.plot(charts.feature_block_figure(maps, block, step), f"fmb_{s.run_id}")
 
 
 VIEWS = ["Gradients", "Branch responses", "Feature maps", "Activations"]
@@ -161,26 +171,26 @@ def _live_body(shown: list[str]) -> None:
 
     c1, c2 = st.columns(2)
     with c1:
-        _plot(charts.loss_figure(series), "loss")
+        widgets.plot(charts.loss_figure(series), "loss")
         st.caption("Loss should fall. Solid: training batches; dashed with dots: held-out test images.")
     with c2:
-        _plot(charts.accuracy_figure(series), "acc")
+        widgets.plot(charts.accuracy_figure(series), "acc")
         st.caption("Share of images classified right. A deep plain net climbs slower than its residual twin.")
 
     view = st.segmented_control("Look inside the networks", VIEWS, default="Gradients", key="view") or "Gradients"
     if view == "Gradients":
         zrange = charts.grad_norm_range(ordered)
-        _side_by_side(ordered, lambda s: _plot(charts.grad_norm_heatmap(s, zrange), f"gh_{s.run_id}"))
+        _side_by_side(ordered, lambda s: widgets.plot(charts.grad_norm_heatmap(s, zrange), f"gh_{s.run_id}"))
         st.caption("How strongly each layer is being updated (colour, log scale, same scale for all runs). "
                    "In a deep plain net the layers near the input (top rows) go dark: their gradients vanish.")
-        _plot(charts.grad_profile_figure(ordered), "gprofile")
+        widgets.plot(charts.grad_profile_figure(ordered), "gprofile")
         st.caption("The latest step's gradient norm per layer, input on the left. Dashed: plain nets. A plain net's "
                    "curve drops towards the input; a residual net's stays level, because shortcuts carry the gradient.")
     elif view == "Branch responses":
-        _plot(charts.branch_std_figure(ordered), "bstd")
+        widgets.plot(charts.branch_std_figure(ordered), "bstd")
         st.caption("How much each block's own computation F(x) outputs (std, Fig. 7 of the paper). Residual blocks "
                    "respond less than plain ones: they only learn a small correction to their input.")
-        _side_by_side(ordered, lambda s: _plot(charts.branch_ratio_figure(s), f"br_{s.run_id}"))
+        _side_by_side(ordered, lambda s: widgets.plot(charts.branch_ratio_figure(s), f"br_{s.run_id}"))
         st.caption("‖F(x)‖/‖x‖ for each block over time: below 1, a block nudges its input rather than replacing it.")
     elif view == "Feature maps":
         _side_by_side(ordered, _features)
@@ -190,29 +200,38 @@ def _live_body(shown: list[str]) -> None:
     else:
         c1, c2 = st.columns(2)
         with c1:
-            _plot(charts.activation_figure(ordered, "act_std"), "actstd")
+            widgets.plot(charts.activation_figure(ordered, "act_std"), "actstd")
             st.caption("Spread of activations at each stage's output (solid stage 1, dashed 2, dotted 3): "
                        "exploding or collapsing values mean the signal is not passing through the depth.")
         with c2:
-            _plot(charts.dead_relu_figure(ordered), "dead")
+            widgets.plot(charts.dead_relu_figure(ordered), "dead")
             st.caption("Channels whose ReLU outputs zero for every image of the batch. They no longer learn; "
                        "a rising share is a sign of a too high learning rate or a bad initialisation.")
 
 
+def _period(shown: list[str]) -> float | None:
+    """The live panel's timer: none when nothing shown or started here is active (no polling when idle);
+    1 s while a shown run trains but has no point yet, so a Start answers fast; else the chosen interval."""
+    infos = [store.get(r) for r in shown if (store.root / r).is_dir()]
+    if not (manager.busy() or any(i.status in ACTIVE for i in infos)):
+        return None
+    if any(i.status == "running" and not len(state.get_series(i)) for i in infos):
+        return 1.0
+    return REFRESH.get(refresh, 1.0)
+
+
 shown = list(st.session_state["shown_runs"])
-# The timer runs only while something trains here or a shown run is active elsewhere (the CLI).
-ticking = manager.busy() or any(by_id[r].status in ACTIVE for r in shown if r in by_id)
+period = _period(shown)
 
 
-@st.fragment(run_every=1.0 if ticking else None)
+@st.fragment(run_every=period)
 def live_panel():
     try:
         _live_body(shown)
     except Exception as e:  # noqa: BLE001 - a run's odd data must not put a traceback on the page
         st.error(f"Could not draw the runs ({type(e).__name__}: {e}); the runs themselves are unaffected.", icon="⚠️")
-    still = manager.busy() or any(store.get(r).status in ACTIVE for r in shown if (store.root / r).is_dir())
-    if ticking and not still:
-        st.rerun()  # a full rerun redefines this fragment without its timer: no polling when idle
+    if _period(shown) != period:
+        st.rerun()  # a full rerun redefines this fragment with the new timer, or none when idle
 
 
 live_panel()

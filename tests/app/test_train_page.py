@@ -49,6 +49,8 @@ def test_page_renders_with_its_controls(runs_dir):
                                                                         74, 80, 86, 92, 98, 104, 110, 116, 122, 128, 134,
                                                                         140, 146, 152, 158, 164, 170, 176, 182, 188, 194,
                                                                         200, 206, 212, 218)]
+    refresh = at.segmented_control(key="refresh")
+    assert refresh.value.startswith("auto") and {"1 s", "2 s", "5 s"} <= set(refresh.options)
     at.radio(key="block").set_value("bottleneck").run()
     assert "11" in at.selectbox(key="depth_bottleneck").options   # 9n+2 depths only
     assert not at.button(key="start").disabled
@@ -79,6 +81,8 @@ def test_a_tiny_run_started_from_the_page_produces_metrics_and_charts(runs_dir):
     charts = at.get("plotly_chart")
     assert len(charts) >= 4          # loss, accuracy, gradient heatmap, gradient profile
     assert any("step 10/10" in p.proto.text for p in at.get("progress"))
+    at.segmented_control(key="refresh").set_value("1 s").run()
+    assert not at.exception and len(at.get("plotly_chart")) >= 4
     for view in ("Branch responses", "Feature maps", "Activations"):
         at.segmented_control(key="view").set_value(view).run()
         assert not at.exception
