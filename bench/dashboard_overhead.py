@@ -47,15 +47,20 @@ def start_server(runs: Path, port: int) -> subprocess.Popen:
          "--server.fileWatcherType", "none"],
         cwd=ROOT, env={**os.environ, "RESNET_LAB_RUNS": str(runs)}, stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + 60
+    wait_for_health(port)
+    return proc
+
+
+def wait_for_health(port: int, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
                 if r.read() == b"ok":
-                    return proc
+                    return
         except OSError:
             time.sleep(0.2)
-    raise RuntimeError("streamlit did not start")
+    raise RuntimeError(f"streamlit did not answer on port {port}")
 
 
 def cpu_seconds_by_group(server_pid: int) -> dict[str, float]:
