@@ -38,6 +38,7 @@ test: $(VENV)/.dev browser
 bench: $(VENV)/.dev
 	$(BIN)/python bench/train_overhead.py
 	$(BIN)/python bench/dashboard_overhead.py
+	$(BIN)/python bench/redraw_floor.py
 	$(BIN)/python bench/attribution_speed.py
 
 clean:
