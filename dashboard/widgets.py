@@ -10,6 +10,7 @@ import streamlit as st
 import torch
 
 from resnet_core.config import INITS, SCHEDULES, ConfigError, DataConfig, ModelConfig, RunConfig, TrainConfig, valid_depths
+from resnet_core.runs import ACTIVE
 
 MAX_MENU_DEPTH = 218   # deeper nets exist (up to 1202) but train at a few images per second on a CPU
 CIFAR_DIRNAME = "cifar-10-batches-py"
@@ -162,3 +163,14 @@ def auto_redraw_seconds(cpu_count: int | None) -> float:
         if REDRAW_CPU_S / every <= REDRAW_BUDGET * cores:
             return every
     return REDRAW_CHOICES[-1]
+
+
+def live_period(busy: bool, runs: list[tuple[str, int]], chosen: float) -> float | None:
+    """The live panel's timer, from whether the manager has work and the shown runs' (status, points):
+    none when nothing is active (no polling when idle); 1 s while a shown run trains but has no point
+    yet, so a Start answers fast; else the chosen interval."""
+    if not (busy or any(status in ACTIVE for status, _ in runs)):
+        return None
+    if any(status == "running" and not points for status, points in runs):
+        return 1.0
+    return chosen

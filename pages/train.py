@@ -210,14 +210,9 @@ def _live_body(shown: list[str]) -> None:
 
 
 def _period(shown: list[str]) -> float | None:
-    """The live panel's timer: none when nothing shown or started here is active (no polling when idle);
-    1 s while a shown run trains but has no point yet, so a Start answers fast; else the chosen interval."""
     infos = [store.get(r) for r in shown if (store.root / r).is_dir()]
-    if not (manager.busy() or any(i.status in ACTIVE for i in infos)):
-        return None
-    if any(i.status == "running" and not len(state.get_series(i)) for i in infos):
-        return 1.0
-    return REFRESH.get(refresh, 1.0)
+    return widgets.live_period(manager.busy(), [(i.status, len(state.get_series(i))) for i in infos],
+                               REFRESH.get(refresh, 1.0))
 
 
 shown = list(st.session_state["shown_runs"])

@@ -23,3 +23,12 @@ def test_auto_redraw_interval_shrinks_as_cores_grow():
     intervals = [widgets.auto_redraw_seconds(n) for n in range(1, 33)]
     assert intervals == sorted(intervals, reverse=True)
     assert set(intervals) <= set(widgets.REDRAW_CHOICES)
+
+
+def test_live_timer_is_off_when_idle_fast_until_first_points_then_as_chosen():
+    assert widgets.live_period(False, [], 5.0) is None
+    assert widgets.live_period(False, [("finished", 300), ("stopped", 12)], 5.0) is None
+    assert widgets.live_period(True, [], 5.0) == 5.0                      # a run of this server, not shown
+    assert widgets.live_period(False, [("running", 0)], 5.0) == 1.0       # just started: look every second
+    assert widgets.live_period(False, [("running", 3), ("queued", 0)], 5.0) == 5.0
+    assert widgets.live_period(False, [("running", 40)], 2.0) == 2.0      # e.g. a CLI run being watched
