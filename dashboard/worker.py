@@ -5,6 +5,9 @@ at nearly the speed of the CLI (bench/dashboard_overhead.py measures it); a new 
 milliseconds because torch is already imported and the data set is cached in memory (a process
 would pay ~2.5 s of ``import torch`` before its first point); and nothing has to be shipped between
 processes, because every run writes its metrics into the run store on disk, which the pages read.
+What a watching page does cost training is CPU, not the GIL: a run in a process of its own, watched
+by a page redrawing every second, ran at 0.63-0.82 of its unwatched speed, against 0.62-0.69 for a
+run in this thread (see bench/redraw_floor.py for where that CPU goes).
 The store is the single source of truth: after a server restart every run is listed from disk, and
 the runs the dead process was training show as ``interrupted`` (``RunStore.get`` sees its pid gone).
 
