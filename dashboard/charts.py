@@ -1,12 +1,12 @@
 """Plotly figures from run data: pure functions, no Streamlit, every axis titled with its unit.
 
 Long runs are decimated before drawing (bin means for curves, bin-mean columns for heatmaps) so a
-figure stays a few hundred points wide whatever the run length: the browser redraws them every second.
+figure stays a few hundred points wide whatever the run length: the browser redraws them while runs train.
 
 Redrawing is what a live page costs (bench/dashboard_overhead.py): margins are therefore fixed and
 sized for our labels, with Plotly's axis ``automargin`` off, which otherwise measures every tick label
 and may lay a chart out twice per redraw (about a fifth of a redraw's time in a profile of the page).
-``uirevision`` keeps a user's zoom and legend clicks across the once-a-second redraws.
+``uirevision`` keeps a user's zoom and legend clicks across those redraws.
 """
 from __future__ import annotations
 

@@ -143,13 +143,15 @@ def run_setup() -> Setup:
 
 def plot(fig, key: str) -> None:
     """A Plotly chart at full width. ``theme=None`` keeps the figure's own template: Streamlit's theme
-    is re-applied in the browser on every redraw, about a sixth of a live chart's cost there."""
+    is otherwise re-applied in the browser on every redraw (in one measurement of the live Train page,
+    0.32 -> 0.24 browser cores at a 1 s redraw)."""
     st.plotly_chart(fig, width="stretch", key=key, theme=None, config={"displaylogo": False})
 
 
 # What one redraw of the Train page's live charts costs, in CPU seconds, browser and server together,
-# with the browser on the machine that trains: 0.33 (browser) + 0.07 (server) per second at a 1 s
-# redraw, measured by bench/dashboard_overhead.py on a 2-core CPU (README, "Benchmarks").
+# with the browser on the machine that trains. On a 2-core CPU bench/redraw_floor.py measures 0.37
+# for a page of 4 Plotly charts with nothing training, and the browser alone used 0.33-0.40 cores
+# during bench/dashboard_overhead.py's 1 s runs (README, "Benchmarks").
 REDRAW_CPU_S = 0.4
 REDRAW_BUDGET = 0.05          # of the machine's CPU; training slows by about twice that (its threads sync)
 REDRAW_CHOICES = (1.0, 2.0, 5.0)
