@@ -156,9 +156,16 @@ def _features(s):
 VIEWS = ["Gradients", "Branch responses", "Feature maps", "Activations"]
 
 
-def _live_body(shown: list[str]) -> None:
+def _run_states(infos, series) -> list[tuple[str, int]]:
+    """(status, points on the page) of each shown run: what the live panel's timer depends on."""
+    return [(i.status, len(s)) for i, s in zip(infos, series)]
+
+
+def _live_body(shown: list[str]) -> list[tuple[str, int]]:
+    """Draws the shown runs; returns their states, read once per rerun for the timer too."""
     fresh = [store.get(r) for r in shown if (store.root / r).is_dir()]
     series = [state.get_series(i) for i in fresh]
+    states = _run_states(fresh, series)
     queued = manager.queued()
     if queued:
         st.info(f"{len(queued)} run(s) queued: at most {manager.max_concurrent} train at once on this machine "
@@ -166,7 +173,7 @@ def _live_body(shown: list[str]) -> None:
     for info, s in zip(fresh, series):
         _progress(info, s)
     if not series:
-        return
+        return states
     ordered = _pair_order(series)
 
     c1, c2 = st.columns(2)
@@ -207,25 +214,30 @@ def _live_body(shown: list[str]) -> None:
             widgets.plot(charts.dead_relu_figure(ordered), "dead")
             st.caption("Channels whose ReLU outputs zero for every image of the batch. They no longer learn; "
                        "a rising share is a sign of a too high learning rate or a bad initialisation.")
+    return states
 
 
-def _period(shown: list[str]) -> float | None:
+def _period(states: list[tuple[str, int]]) -> float | None:
+    return widgets.live_period(manager.busy(), states, REFRESH.get(refresh, 1.0))
+
+
+def _read_states(shown: list[str]) -> list[tuple[str, int]]:
     infos = [store.get(r) for r in shown if (store.root / r).is_dir()]
-    return widgets.live_period(manager.busy(), [(i.status, len(state.get_series(i))) for i in infos],
-                               REFRESH.get(refresh, 1.0))
+    return _run_states(infos, [state.get_series(i) for i in infos])
 
 
 shown = list(st.session_state["shown_runs"])
-period = _period(shown)
+period = _period(_read_states(shown))
 
 
 @st.fragment(run_every=period)
 def live_panel():
     try:
-        _live_body(shown)
+        states = _live_body(shown)
     except Exception as e:  # noqa: BLE001 - a run's odd data must not put a traceback on the page
         st.error(f"Could not draw the runs ({type(e).__name__}: {e}); the runs themselves are unaffected.", icon="⚠️")
-    if _period(shown) != period:
+        states = _read_states(shown)
+    if _period(states) != period:
         st.rerun()  # a full rerun redefines this fragment with the new timer, or none when idle
 
 
