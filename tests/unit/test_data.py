@@ -41,7 +41,7 @@ def test_make_shapes_shapes_dtypes_and_determinism():
     assert set(np.unique(labels)) <= set(range(len(SHAPE_CLASSES)))
 
     # Same seed: identical arrays (regenerated, not just the cached object).
-    from resnet_core import data as data_mod
+    from resnet_core.data import shapes as data_mod
 
     fresh = data_mod._make_shapes_cached.__wrapped__(300, 11, 32)
     for a, b in zip((images, labels, masks), fresh):
@@ -426,5 +426,8 @@ def test_iter_test_batches_covers_the_test_set_in_order():
 
 def test_data_module_does_not_import_streamlit():
     # The core never imports Streamlit (STYLE.md); the package-wide subprocess check lives elsewhere.
-    source = (REPO / "resnet_core" / "data.py").read_text()
-    assert "import streamlit" not in source and "from streamlit" not in source
+    sources = sorted((REPO / "resnet_core" / "data").glob("*.py"))
+    assert {p.name for p in sources} >= {"__init__.py", "shapes.py", "cifar.py", "folder.py", "loader.py"}
+    for path in sources:
+        source = path.read_text()
+        assert "import streamlit" not in source and "from streamlit" not in source, path
