@@ -78,7 +78,11 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--device", default="auto")
     a = ap.parse_args()
-    device = resolve_device(a.device)
+    try:
+        device = resolve_device(a.device)
+    except RuntimeError as e:  # e.g. --device cuda on a machine without one: one line, no traceback
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
     data = DataConfig(n_train=4096, n_test=256)
     ds = load_dataset(data)
     cfg = RunConfig(model=ModelConfig(depth=a.depth), data=data,

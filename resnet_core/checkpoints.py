@@ -39,7 +39,10 @@ class LoadedModel:
 
 
 def save_checkpoint(path: str | Path, model: CifarResNet, run_config: dict, *, step: int,
-                    classes: list[str], mean, std, extra: dict | None = None) -> Path:
+                    classes: list[str], mean, std, extra: dict | None = None,
+                    train_state: dict | None = None) -> Path:
+    """``train_state`` (optimizer and loader state dicts: tensors, numbers, lists) makes the
+    checkpoint resumable (``load_train_state``); readers of the weights ignore it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
@@ -49,6 +52,8 @@ def save_checkpoint(path: str | Path, model: CifarResNet, run_config: dict, *, s
                                  "std": list(std), **(extra or {})}),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
     }
+    if train_state is not None:
+        payload["train_state"] = train_state
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save(payload, tmp)
     os.replace(tmp, path)  # a reader never sees a half-written checkpoint
@@ -73,6 +78,21 @@ def _safe_load(source) -> object:
             ) from None
         detail = "" if "weights_only" in text else f" ({type(e).__name__}: {text.splitlines()[0][:200] if text else ''})"
         raise CheckpointError(f"not a PyTorch checkpoint{detail}: give a .pt/.pth/.th file of weights") from None
+
+
+def load_train_state(path: str | Path) -> dict:
+    """What a resumed run continues from: ``model`` (state dict), ``optimizer``, ``loader``, ``step``
+    and the run ``config`` (dict); refuses checkpoints saved without a training state."""
+    obj = _safe_load(path)
+    if not isinstance(obj, dict) or obj.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a checkpoint of a run here, so there is nothing to resume")
+    state = obj.get("train_state")
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path} holds weights only (saved before runs could be resumed); "
+                              "start a new run instead")
+    meta = json.loads(obj["meta_json"])
+    return {"model": obj["state_dict"], "optimizer": state["optimizer"], "loader": state["loader"],
+            "step": int(meta["step"]), "config": json.loads(obj["config_json"])}
 
 
 _AKAMASTER_BLOCK = re.compile(r"^layer([123])\.(\d+)\.(conv|bn)([12])\.(.+)$")
@@ -139,8 +159,9 @@ def load_checkpoint(source: str | Path | bytes | io.BytesIO, model_cfg: ModelCon
         cfg = model_cfg or ModelConfig.from_dict(run_cfg["model"])
         model = build_model(cfg)
         _load_into(model, obj["state_dict"], cfg.name)
+        size = int((run_cfg.get("data") or {}).get("image_size", 32))  # a quick-scale run sees 16x16 inputs
         return LoadedModel(model.eval(), cfg, meta["classes"], tuple(meta["mean"]), tuple(meta["std"]),
-                           32, f"run checkpoint {name} (step {meta['step']})", {"run_config": run_cfg, **meta})
+                           size, f"run checkpoint {name} (step {meta['step']})", {"run_config": run_cfg, **meta})
     state = obj.get("state_dict", obj)
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{name}: no state_dict of tensors inside; is it a model checkpoint?")

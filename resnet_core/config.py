@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +23,8 @@ INITS = ("kaiming", "xavier", "normal")
 SCHEDULES = ("step", "cosine", "constant")
 DATASETS = ("synthetic", "cifar10", "folder")
 MAX_DEPTH = 1202
+STAGE_WIDTHS = (16, 32, 64)   # channels of the three stages at width 1 (He et al. 2015 §4.2)
+IMAGE_SIZES = (8, 64)         # smallest and largest input side: three stages halve it twice
 
 
 def blocks_per_stage(depth: int, block: str) -> int:
@@ -70,7 +73,7 @@ class ModelConfig(_JsonMixin):
     block: str = "basic"         # basic (6n+2) or bottleneck (9n+2)
     preact: bool = False         # full pre-activation (He et al. 2016) instead of post-activation (2015)
     batchnorm: bool = True
-    width: int = 1               # multiplier of the stage widths 16/32/64
+    width: float = 1             # multiplier of the stage widths 16/32/64; fractional ones too (0.5: 8/16/32)
     init: str = "kaiming"        # kaiming (He), xavier, normal: N(0, 0.02)
     zero_init_last: bool = False  # zero the last BN gamma of every branch (Goyal et al. 2017)
     num_classes: int = 10
@@ -84,8 +87,15 @@ class ModelConfig(_JsonMixin):
         if self.depth > MAX_DEPTH:
             raise ConfigError(f"depth {self.depth} is too deep: at most {MAX_DEPTH}")
         blocks_per_stage(self.depth, self.block)
-        if not 1 <= int(self.width) <= 16:
-            raise ConfigError(f"width must be an integer from 1 to 16; got {self.width!r}")
+        w = self.width
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w):
+            raise ConfigError(f"width must be a number, e.g. 1 or 0.5; got {w!r}")
+        if isinstance(w, float) and w.is_integer():
+            # 1.0 from the command line is the same net as 1: one spelling, one label, one config.json.
+            object.__setattr__(self, "width", int(w))
+        if not 0 < w <= 16 or min(self.stage_widths) < 1:
+            raise ConfigError(f"width must be from {1 / STAGE_WIDTHS[0]:g} (one channel in the first stage) "
+                              f"to 16; got {w!r}")
         if self.num_classes < 2:
             raise ConfigError(f"num_classes must be at least 2; got {self.num_classes}")
         if self.zero_init_last and not self.batchnorm:
@@ -96,10 +106,16 @@ class ModelConfig(_JsonMixin):
         return blocks_per_stage(self.depth, self.block)
 
     @property
+    def stage_widths(self) -> tuple[int, int, int]:
+        """Channels of the three stages before the block expansion: 16/32/64 x width, rounded."""
+        return tuple(max(0, round(c * self.width)) for c in STAGE_WIDTHS)
+
+    @property
     def name(self) -> str:
         kind = ("preact-" if self.preact else "") + ("resnet" if self.residual else "plain")
         extra = "" if self.block == "basic" else "-bottleneck"
-        return f"{kind}-{self.depth}{extra}"
+        width = "" if self.width == 1 else f" w{self.width:g}"
+        return f"{kind}-{self.depth}{extra}{width}"
 
 
 @dataclass(frozen=True)
@@ -112,9 +128,15 @@ class DataConfig(_JsonMixin):
     n_train: int = 10000         # synthetic only
     n_test: int = 2000           # synthetic only
     seed: int = 0                # synthetic only: the generated images
+    image_size: int = 32         # input side in pixels; 16 makes every step ~4x cheaper (the quick scale)
+    clutter: bool = True         # synthetic only: distractor strokes and full noise (False: the quick variant)
 
     def __post_init__(self):
         _choice("dataset", self.name, DATASETS)
+        lo, hi = IMAGE_SIZES
+        if isinstance(self.image_size, bool) or not isinstance(self.image_size, int) or not lo <= self.image_size <= hi:
+            raise ConfigError(f"image size must be an integer from {lo} to {hi} pixels (32 is CIFAR's); "
+                              f"got {self.image_size!r}")
         if self.name == "folder" and not self.path:
             raise ConfigError("the folder data set needs a path: folder:PATH or --data-dir PATH")
         if self.n_train < 10 or self.n_test < 10:
@@ -173,16 +195,37 @@ class TrainConfig(_JsonMixin):
         return max(1, round(self.epochs * n_train / self.batch_size))
 
 
+PROBE_SCOPES = ("global", "rank0-shard")
+
+
+@dataclass(frozen=True)
+class DistributedConfig(_JsonMixin):
+    """How the run's processes split the work (torchrun, resnet_core/distributed.py); one process: the defaults."""
+    world_size: int = 1           # processes (ranks); the batch size is the global batch, split over them
+    backend: str = ""             # gloo (CPU) or nccl (CUDA); "" for one process
+    sync_bn: bool = False         # SyncBatchNorm: BN statistics over the global batch (CUDA only), not per rank
+    # global: every probe sees the whole batch (one process). rank0-shard: gradient norms are of the
+    # all-reduced (global-batch) gradient; branch and activation statistics are of rank 0's shard.
+    probes: str = "global"
+
+    def __post_init__(self):
+        if not isinstance(self.world_size, int) or self.world_size < 1:
+            raise ConfigError(f"world_size must be a positive integer; got {self.world_size!r}")
+        _choice("probes", self.probes, PROBE_SCOPES)
+
+
 @dataclass(frozen=True)
 class RunConfig(_JsonMixin):
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     name: str = ""
+    group: str = ""              # the preset run group this run belongs to ("" for a single run)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
 
     @classmethod
     def from_dict(cls, d: dict) -> "RunConfig":
-        unknown = set(d) - {"model", "data", "train", "name"}
+        unknown = set(d) - {"model", "data", "train", "name", "group", "distributed"}
         if unknown:
             raise ConfigError(f"unknown RunConfig field(s): {', '.join(sorted(unknown))}")
         return cls(
@@ -190,8 +233,14 @@ class RunConfig(_JsonMixin):
             data=DataConfig.from_dict(d.get("data", {})),
             train=TrainConfig.from_dict(d.get("train", {})),
             name=d.get("name", ""),
+            group=d.get("group", ""),   # absent from config.json files written before groups existed
+            distributed=DistributedConfig.from_dict(d.get("distributed", {})),  # absent: one process
         )
 
     @property
     def label(self) -> str:
-        return self.name or self.model.name
+        if self.name:
+            return self.name
+        size = "" if self.data.image_size == 32 else f" {self.data.image_size}px"
+        clean = "" if self.data.clutter or self.data.name != "synthetic" else " clean"
+        return f"{self.model.name}{size}{clean}"

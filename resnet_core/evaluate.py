@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from .checkpoints import LoadedModel
 from .config import DataConfig
-from .data import iter_test_batches, load_dataset
+from .data import iter_test_batches, load_dataset, load_folder
 from .probes import probes
 from .train import resolve_device
 
@@ -27,7 +27,11 @@ def evaluate_checkpoint(loaded: LoadedModel, data_cfg: DataConfig | None = None,
                         limit: int | None = None, device: str = "auto", with_probes: bool = False) -> dict:
     dev = resolve_device(device)
     data_cfg = data_cfg or default_data_config(loaded)
-    ds = load_dataset(data_cfg)
+    if data_cfg.name == "folder":
+        # A folder given to evaluate is all test data: every image, not the 20% training would hold out.
+        ds = load_folder(data_cfg.path, size=data_cfg.image_size, whole=True)
+    else:
+        ds = load_dataset(data_cfg)
     n_out = loaded.model.fc.out_features
     if n_out != len(ds.classes):
         raise ValueError(f"the model predicts {n_out} classes but {data_cfg.name} has {len(ds.classes)}")

@@ -14,9 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .config import ModelConfig
-
-STAGE_WIDTHS = (16, 32, 64)
+from .config import STAGE_WIDTHS, ModelConfig  # noqa: F401  (STAGE_WIDTHS re-exported: widths at width 1)
 
 
 def _norm(channels: int, batchnorm: bool) -> nn.Module:
@@ -164,20 +162,20 @@ class CifarResNet(nn.Module):
         super().__init__()
         self.cfg = cfg
         block = BasicBlock if cfg.block == "basic" else Bottleneck
-        n, w = cfg.n, cfg.width
+        n, widths = cfg.n, cfg.stage_widths   # 16/32/64 x width, rounded (width may be fractional)
         self.stem = nn.Sequential()
-        self.stem.add_module("conv", _conv(3, STAGE_WIDTHS[0] * w, 3, 1, cfg.batchnorm))
+        self.stem.add_module("conv", _conv(3, widths[0], 3, 1, cfg.batchnorm))
         if not cfg.preact:  # pre-activation blocks normalise their own input
-            self.stem.add_module("bn", _norm(STAGE_WIDTHS[0] * w, cfg.batchnorm))
+            self.stem.add_module("bn", _norm(widths[0], cfg.batchnorm))
             self.stem.add_module("relu", nn.ReLU())
-        self._cin = STAGE_WIDTHS[0] * w
+        self._cin = widths[0]
         infos = [FeatureInfo("stem", self._cin, 1, "stem")]
-        for i, planes in enumerate(STAGE_WIDTHS):
+        for i, planes in enumerate(widths):
             stride = 1 if i == 0 else 2
             name = f"layer{i + 1}"
-            self.add_module(name, self._make_layer(block, planes * w, n, stride))
+            self.add_module(name, self._make_layer(block, planes, n, stride))
             for j in range(n):
-                infos.append(FeatureInfo(f"{name}.{j}", planes * w * block.expansion, 2 ** i, "block"))
+                infos.append(FeatureInfo(f"{name}.{j}", planes * block.expansion, 2 ** i, "block"))
         # Pre-activation nets end in BN-ReLU before pooling (He et al. 2016, Fig. 1b / appendix).
         self.head_act = nn.Sequential()
         if cfg.preact:

@@ -4,7 +4,9 @@
     runs/<run_id>/status.json       status, layout, final metrics; replaced atomically
     runs/<run_id>/metrics.jsonl     one JSON record per line, flushed as produced
     runs/<run_id>/features/NNNNNNNN.npz   feature maps of the probe image
-    runs/<run_id>/checkpoints/last.pt     and step_NNNNNNNN.pt
+    runs/<run_id>/checkpoints/last.pt     and step_NNNNNNNN.pt; init.pt holds the weights at step 0
+    runs/<run_id>/analysis/<name>-<hash>.json   cached results of resnet_core.analysis
+    runs/<run_id>/STOP                    (written by a user) ends a CLI/torchrun run after its step
 
 A process killed mid-run loses at most the line it was writing; a reader skips a torn last line,
 reports a run whose writer died as ``interrupted`` and a run it cannot read as ``damaged``.
@@ -16,6 +18,7 @@ import os
 import re
 import secrets
 import shutil
+import socket
 import threading
 import time
 import traceback
@@ -30,6 +33,10 @@ from .config import ConfigError, RunConfig
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 STATUSES = ("queued", "running", "finished", "stopped", "diverged", "failed", "interrupted", "damaged")
 ACTIVE = ("queued", "running")
+HOST = socket.gethostname()
+# A run written from another machine (a torchrun rank 0 elsewhere on a shared filesystem) cannot be
+# checked by pid: it counts as cut off when its status has not been rewritten for this long.
+REMOTE_STALE_S = 900
 
 
 def default_runs_dir() -> Path:
@@ -86,7 +93,8 @@ class RunWriter:
     def __init__(self, path: Path, config: RunConfig, status: str = "queued"):
         self.path = path
         self.config = config
-        self._status = {"status": status, "created": time.time(), "updated": time.time(), "pid": os.getpid()}
+        self._status = {"status": status, "created": time.time(), "updated": time.time(), "pid": os.getpid(),
+                        "host": HOST}
         (path / "features").mkdir(parents=True, exist_ok=True)
         (path / "checkpoints").mkdir(exist_ok=True)
         (path / "config.json").write_text(config.to_json())
@@ -116,10 +124,17 @@ class RunWriter:
             np.savez_compressed(self.path / "features" / f"{step:08d}.npz", **event["maps"])
             self._write({"type": "features", "step": step})
             return
+        if kind == "init_weights":  # never last.pt: a reader of last.pt wants trained weights
+            save_checkpoint(self.path / "checkpoints" / "init.pt", event["model"], self.config.to_dict(), step=0,
+                            classes=self._classes, mean=self._mean, std=self._std)
+            return
         if kind == "checkpoint":
             ckpt = self.path / "checkpoints" / ("last.pt" if event["final"] else f"step_{event['step']:08d}.pt")
+            # With the optimizer and loader state the checkpoint can be resumed (resnet_core/resume.py).
+            train_state = ({"optimizer": event["optimizer"].state_dict(), "loader": event["loader"].state_dict()}
+                           if "optimizer" in event and "loader" in event else None)
             save_checkpoint(ckpt, event["model"], self.config.to_dict(), step=event["step"],
-                            classes=self._classes, mean=self._mean, std=self._std)
+                            classes=self._classes, mean=self._mean, std=self._std, train_state=train_state)
             if not event["final"]:  # the newest checkpoint is always also last.pt
                 shutil.copyfile(ckpt, self.path / "checkpoints" / "last.pt")
             self._write({"type": "checkpoint", "step": event["step"], "path": ckpt.name})
@@ -178,7 +193,11 @@ class RunStore:
             return RunInfo(run_id, path, "damaged", created=path.stat().st_mtime,
                            error=f"unreadable run files ({type(e).__name__}: {e})")
         state = status.get("status", "damaged")
-        if state in ACTIVE and not _pid_alive(int(status.get("pid", -1))):
+        if status.get("host", HOST) != HOST:
+            cut_off = time.time() - float(status.get("updated", 0.0)) > REMOTE_STALE_S
+        else:
+            cut_off = not _pid_alive(int(status.get("pid", -1)))
+        if state in ACTIVE and cut_off:
             # Its process died without writing a final status: a running run was cut off, and a queued
             # one (the dashboard queues runs in memory) will never start now.
             state = "interrupted"
@@ -228,9 +247,10 @@ class RunStore:
 
 
 def execute_run(writer: RunWriter, stop: threading.Event | None = None, pause: threading.Event | None = None,
-                on_event=None, dataset=None):
+                on_event=None, dataset=None, **train_options):
     """Trains ``writer.config`` into its run directory; never raises for a failing run: the failure
-    is recorded as status ``failed`` with the error, and every metric written so far is kept."""
+    is recorded as status ``failed`` with the error, and every metric written so far is kept.
+    ``train_options`` (``dist``, ``resume``) go to ``train``."""
     from .data import load_dataset
     from .train import train
 
@@ -244,17 +264,20 @@ def execute_run(writer: RunWriter, stop: threading.Event | None = None, pause: t
         writer.set_status("running")
         ds = dataset if dataset is not None else load_dataset(cfg.data)
         writer.set_data_info(ds.classes, ds.mean, ds.std)
-        result = train(cfg, both, stop=stop, pause=pause, dataset=ds)
+        result = train(cfg, both, stop=stop, pause=pause, dataset=ds, **train_options)
         writer.set_status(result.status, steps=result.steps, train_loss=result.train_loss,
                           train_acc=result.train_acc, test_loss=result.test_loss, test_acc=result.test_acc,
                           seconds=result.seconds, images_per_s=result.images_per_s, message=result.message,
                           finished=time.time())
         return result
     except Exception as e:  # noqa: BLE001 - a failing run is data, not a crash
-        writer.set_status("failed", error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc()[-4000:],
+        dist = train_options.get("dist")
+        # Under torchrun a rank that raised is the cause; rank 0 then only sees a broken collective.
+        message = dist.explain_failure(e) if dist is not None else f"{type(e).__name__}: {e}"
+        writer.set_status("failed", error=message, traceback=traceback.format_exc()[-4000:],
                           finished=time.time())
         if on_event is not None:
-            on_event({"type": "end", "status": "failed", "message": f"{type(e).__name__}: {e}"})
+            on_event({"type": "end", "status": "failed", "message": message})
         return None
     finally:
         writer.close()

@@ -6,6 +6,11 @@ Events, in order: ``start`` (layout, sizes), then per logged step ``step`` (loss
 rate, throughput, probes), ``eval`` (test loss/accuracy), ``features`` (feature maps of the probe
 image), ``checkpoint`` (carries the live model; the subscriber saves it), and the function returns a
 ``TrainResult`` whose status is finished, stopped or diverged.
+
+Under torchrun, ``dist`` (resnet_core/distributed.py) makes the same loop data-parallel: the model
+runs inside DistributedDataParallel, the loader yields this rank's shard of the global batch, the
+logged loss/accuracy and the test evaluation are all-reduced, and the ranks agree on stopping each
+step. ``resume`` (``checkpoints.load_train_state``) continues a run from its checkpoint's step.
 """
 from __future__ import annotations
 
@@ -21,6 +26,7 @@ import torch.nn.functional as F
 
 from .config import RunConfig, TrainConfig
 from .data import BatchLoader, Dataset, iter_test_batches, load_dataset
+from .distributed import DistContext, inject_failure, injected_failure_step
 from .models import CifarResNet, build_model, count_params
 from .probes import feature_maps, probe_layout, probes
 
@@ -74,15 +80,21 @@ class TrainResult:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, ds: Dataset, device: torch.device, batch_size: int = 256,
-             limit: int | None = None, amp: bool = False) -> tuple[float, float]:
-    """(mean cross-entropy, accuracy) on the test split, ``limit`` batches at most."""
+             limit: int | None = None, amp: bool = False, dist: DistContext | None = None) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy) on the test split, ``limit`` batches at most; with ``dist``
+    each rank evaluates every world_size-th batch and the sums are all-reduced."""
     was_training = model.training
     model.eval()
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device)
     n = 0
+    rank, world = (dist.rank, dist.world_size) if dist is not None else (0, 1)
+    if dist is not None:
+        dist.broadcast_buffers(model)  # every shard is scored with the same (rank 0's) BN statistics
     try:
-        for x, y in iter_test_batches(ds, batch_size, device, limit=limit):
+        for i, (x, y) in enumerate(iter_test_batches(ds, batch_size, device, limit=limit)):
+            if i % world != rank:
+                continue
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
                 logits = model(x)
             loss_sum += F.cross_entropy(logits.float(), y, reduction="sum")
@@ -90,6 +102,9 @@ def evaluate(model: nn.Module, ds: Dataset, device: torch.device, batch_size: in
             n += len(y)
     finally:
         model.train(was_training)
+    if dist is not None:
+        totals = dist.sum_over_ranks(torch.stack([loss_sum, correct.float(), torch.tensor(float(n), device=device)]))
+        loss_sum, correct, n = totals[0], totals[1], int(totals[2].item())
     return (loss_sum / max(n, 1)).item(), (correct / max(n, 1)).item()
 
 
@@ -99,11 +114,12 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
 
 def train(cfg: RunConfig, on_event: OnEvent | None = None, stop: threading.Event | None = None,
           pause: threading.Event | None = None, dataset: Dataset | None = None,
-          model: CifarResNet | None = None) -> TrainResult:
+          model: CifarResNet | None = None, dist: DistContext | None = None,
+          resume: dict | None = None) -> TrainResult:
     emit = on_event or (lambda e: None)
     stop = stop or threading.Event()
     tc = cfg.train
-    device = resolve_device(tc.device)
+    device = dist.device if dist is not None else resolve_device(tc.device)
     ds = dataset if dataset is not None else load_dataset(cfg.data)
     if cfg.model.num_classes != len(ds.classes):
         raise ValueError(f"the model has {cfg.model.num_classes} classes but the data set has {len(ds.classes)}")
@@ -117,34 +133,52 @@ def train(cfg: RunConfig, on_event: OnEvent | None = None, stop: threading.Event
         torch.manual_seed(tc.seed)
         if model is None:
             model = build_model(cfg.model)
+    if resume is not None:
+        model.load_state_dict(resume["model"])
     cuda = device.type == "cuda"
     amp = tc.amp and cuda
     # channels_last lets oneDNN (CPU) and cuDNN (CUDA) pick their fast NHWC kernels: measured 4x faster
     # per training step for ResNet-8 on a 2-core x86 CPU (bench/train_overhead.py prints both).
     memory_format = torch.channels_last if (tc.channels_last and device.type in ("cpu", "cuda")) else torch.contiguous_format
     model = model.to(device, memory_format=memory_format).train()
+    rank, world = (dist.rank, dist.world_size) if dist is not None else (0, 1)
+    net = dist.wrap(model) if dist is not None else model   # what the forward pass calls; probes hook `model`
     loader = BatchLoader(ds, tc.batch_size, device, seed=tc.seed, augment=cfg.data.augment,
-                         pca_color=cfg.data.pca_color, channels_last=memory_format is torch.channels_last)
+                         pca_color=cfg.data.pca_color, channels_last=memory_format is torch.channels_last,
+                         shard=(rank, world))
     total = tc.total_steps(len(ds.train_y))
     opt = make_optimizer(model, tc)
+    first_step = 0
+    if resume is not None:
+        opt.load_state_dict(resume["optimizer"])
+        loader.load_state_dict(resume["loader"])
+        first_step = int(resume["step"])
+    fail_at = injected_failure_step(rank)
     probe_image = None
-    if tc.feature_maps_every:
+    if tc.feature_maps_every and rank == 0:  # feature maps are written by rank 0 only
         probe_image = next(iter_test_batches(ds, 1, device))[0]  # (1, 3, H, W): the fixed probe image
 
     layout = probe_layout(model)
     emit({"type": "start", "total_steps": total, "device": str(device), "params": count_params(model),
           "classes": list(ds.classes), "layout": layout.to_dict(), "n_train": len(ds.train_y),
-          "n_test": len(ds.test_y), "steps_per_epoch": loader.steps_per_epoch})
+          "n_test": len(ds.test_y), "steps_per_epoch": loader.steps_per_epoch, "world_size": world,
+          "first_step": first_step})
+    if resume is None and rank == 0:
+        # The weights at step 0, kept as checkpoints/init.pt for the initial -> trained line of
+        # resnet_core/analysis/landscape.py (Goodfellow et al. 2015).
+        emit({"type": "init_weights", "step": 0, "model": model})
 
     result = TrainResult(status="finished", steps=0)
     t_start = time.perf_counter()
     t_window, images_window, train_seconds = time.perf_counter(), 0, 0.0
     last_eval: tuple[float, float] | None = None
 
+    result.steps = first_step
+    stop_agreed = False   # distributed: some rank was asked to stop (all-reduced with the last step)
     with probes(model) as ps:
-        step = 0
+        step = first_step
         while step < total:
-            if stop.is_set():
+            if stop_agreed or (dist is None and stop.is_set()):
                 result.status = "stopped"
                 break
             if pause is not None and pause.is_set():
@@ -160,18 +194,24 @@ def train(cfg: RunConfig, on_event: OnEvent | None = None, stop: threading.Event
             ps.armed = log_now
             x, y = loader.next()
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                logits = model(x)
+                logits = net(x)
             loss = F.cross_entropy(logits.float(), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             ps.armed = False
-            images_window += len(y)
+            images_window += len(y) * world
             step += 1
+            if step == fail_at:
+                inject_failure(step, rank)  # a test hook, off unless RESNET_LAB_FAIL_AT_STEP is set
+            if dist is not None:  # the global batch's loss and accuracy; the ranks' stop requests
+                global_loss, global_acc, stop_agreed = dist.step_stats(loss, logits, y, stop.is_set())
             if log_now or not tc.probes and (step % tc.log_every == 0 or step == total):
                 parts = [loss.detach().reshape(1).float(), (logits.argmax(1) == y).float().mean().reshape(1)]
                 if tc.probes:
                     parts += ps.device_stats()
                 host = torch.cat(parts).tolist()  # the one device->host copy of this step
+                if dist is not None:
+                    host[0], host[1] = global_loss, global_acc
                 loss_value = host[0]
                 if not math.isfinite(loss_value):
                     result.status, result.steps = "diverged", step
@@ -193,7 +233,7 @@ def train(cfg: RunConfig, on_event: OnEvent | None = None, stop: threading.Event
             else:
                 # Unlogged steps still must not step into NaN weights. Reading one bool is a sync on
                 # CUDA each step, the price of stopping exactly at the step that diverged.
-                if not torch.isfinite(loss).item():
+                if not (math.isfinite(global_loss) if dist is not None else torch.isfinite(loss).item()):
                     result.status, result.steps = "diverged", step
                     result.message = f"loss became non-finite at step {step}; lower the learning rate"
                     emit({"type": "diverged", "step": step, "loss": float(loss.detach()), "lr": lr})
@@ -203,26 +243,28 @@ def train(cfg: RunConfig, on_event: OnEvent | None = None, stop: threading.Event
 
             paused_clock = time.perf_counter()
             if tc.eval_every and step % tc.eval_every == 0 and step < total:
-                last_eval = evaluate(model, ds, device, limit=tc.eval_batches, amp=amp)
+                last_eval = evaluate(model, ds, device, limit=tc.eval_batches, amp=amp, dist=dist)
                 emit({"type": "eval", "step": step, "test_loss": last_eval[0], "test_acc": last_eval[1],
                       "partial": True})
             if probe_image is not None and (step % tc.feature_maps_every == 0 or step == 1):
                 emit({"type": "features", "step": step, "maps": feature_maps(model, probe_image)})
             if tc.checkpoint_every and step % tc.checkpoint_every == 0 and step < total:
-                emit({"type": "checkpoint", "step": step, "model": model, "final": False})
+                emit({"type": "checkpoint", "step": step, "model": model, "final": False,
+                      "optimizer": opt, "loader": loader})
             t_window += time.perf_counter() - paused_clock  # evaluation is not training throughput
 
     result.seconds = time.perf_counter() - t_start
-    trained_images = result.steps * tc.batch_size
+    trained_images = (result.steps - first_step) * tc.batch_size
     result.images_per_s = trained_images / train_seconds if train_seconds > 0 else 0.0
     if result.status != "diverged":
         if result.steps > 0:
-            result.test_loss, result.test_acc = evaluate(model, ds, device, amp=amp)
+            result.test_loss, result.test_acc = evaluate(model, ds, device, amp=amp, dist=dist)
             emit({"type": "eval", "step": result.steps, "test_loss": result.test_loss,
                   "test_acc": result.test_acc, "partial": False})
             if probe_image is not None:
                 emit({"type": "features", "step": result.steps, "maps": feature_maps(model, probe_image)})
-        emit({"type": "checkpoint", "step": result.steps, "model": model, "final": True})
+        emit({"type": "checkpoint", "step": result.steps, "model": model, "final": True,
+              "optimizer": opt, "loader": loader})
     elif last_eval is not None:
         result.test_loss, result.test_acc = last_eval
     emit({"type": "end", "status": result.status, "steps": result.steps, "message": result.message,

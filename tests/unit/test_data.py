@@ -431,3 +431,65 @@ def test_data_module_does_not_import_streamlit():
     for path in sources:
         source = path.read_text()
         assert "import streamlit" not in source and "from streamlit" not in source, path
+
+
+# ---------------------------------------------------------------------------------------------------
+# image size (the quick scale's 16x16) and the clean shapes variant
+# ---------------------------------------------------------------------------------------------------
+
+def test_shapes_at_16px_are_the_32px_set_shrunk_with_masks():
+    from resnet_core.data import load_dataset
+
+    small = load_dataset(DataConfig(n_train=40, n_test=20, image_size=16))
+    big = load_dataset(DataConfig(n_train=40, n_test=20))
+    assert small.train_x.shape == (40, 3, 16, 16) and small.test_masks.shape == (20, 16, 16)
+    assert torch.equal(small.train_y, big.train_y)              # the same images, labels unchanged
+    # each 16px pixel is the average of its 2x2 block at 32px
+    pooled = torch.nn.functional.avg_pool2d(big.train_x.float(), 2)
+    assert (small.train_x.float() - pooled).abs().max() <= 1.0
+    # masks shrink with the images: about the same share of the picture, and where the 32px mask is
+    share_small, share_big = small.test_masks.float().mean(), big.test_masks.float().mean()
+    assert abs(share_small - share_big) < 0.03
+    big_pooled = torch.nn.functional.avg_pool2d(big.test_masks[:, None].float(), 2)[:, 0]
+    assert torch.equal(small.test_masks, big_pooled >= 0.5)
+
+
+def test_clean_variant_keeps_objects_and_drops_clutter():
+    from resnet_core.data import make_shapes
+
+    clean, labels_c, masks_c = make_shapes(30, 0, 32, clutter=False)
+    busy, labels_b, masks_b = make_shapes(30, 0, 32)
+    assert np.array_equal(labels_c, labels_b) and np.array_equal(masks_c, masks_b)  # same objects and poses
+    # outside the object the clean images are smoother (no strokes, less noise)
+    diff = lambda a: np.abs(np.diff(a.astype(np.float32), axis=2)).mean()          # noqa: E731
+    assert diff(clean) < diff(busy)
+
+
+def test_cifar_and_folder_are_resized(tmp_path):
+    from resnet_core.data import load_dataset
+
+    _write_cifar(tmp_path / "c")
+    ds = load_dataset(DataConfig(name="cifar10", path=str(tmp_path / "c"), download=False, image_size=16))
+    assert ds.train_x.shape[1:] == (3, 16, 16) and ds.test_x.shape[1:] == (3, 16, 16)
+    _write_folder(tmp_path / "f")
+    with pytest.warns(UserWarning):
+        f = load_dataset(DataConfig(name="folder", path=str(tmp_path / "f"), image_size=16))
+    assert f.train_x.shape[1:] == (3, 16, 16)
+
+
+def test_crop_padding_scales_with_the_image():
+    from resnet_core.data.loader import pad_for
+
+    assert (pad_for(32), pad_for(16), pad_for(8), pad_for(64)) == (4, 2, 1, 8)
+    ds = _id_dataset()
+    small = Dataset(ds.name, ds.classes, ds.train_x[:, :, :16, :16].contiguous(), ds.train_y,
+                    ds.test_x[:, :, :16, :16].contiguous(), ds.test_y, ds.mean, ds.std)
+    x, _ = BatchLoader(small, 8, "cpu", seed=0, augment=True, channels_last=False).next()
+    assert x.shape == (8, 3, 16, 16)
+
+
+def test_folder_whole_puts_every_image_in_the_test_set(tmp_path):
+    _write_folder(tmp_path)
+    with pytest.warns(UserWarning):
+        ds = load_folder(tmp_path, size=32, whole=True)
+    assert ds.test_x.shape[0] == 15 and torch.bincount(ds.test_y).tolist() == [5, 5, 5]

@@ -30,7 +30,7 @@ def test_a_run_directory_holds_config_metrics_features_checkpoints_and_status(tm
     step, maps = store.read_features(writer.run_id)
     assert step == 4 and maps["layer1.0/F"].ndim == 3
     ckpts = sorted(p.name for p in (info.path / "checkpoints").iterdir())
-    assert ckpts == ["last.pt", "step_00000002.pt"]
+    assert ckpts == ["init.pt", "last.pt", "step_00000002.pt"]  # init.pt: the weights at step 0
     loaded = load_checkpoint(store.checkpoint_path(writer.run_id))
     assert loaded.model_cfg == tiny().model and loaded.meta["step"] == 4
     assert loaded.classes == list(info.summary["classes"])

@@ -1,0 +1,445 @@
+"""The experiments from the papers, defined once for the dashboard and the CLI (``reproduce``).
+
+A *scale* sizes a run: ``quick`` shows the finding on a 2-core CPU in minutes (16x16 shapes, half
+width, small batches, few steps), ``paper`` is the paper's setting (CIFAR-10 when present, widths
+16/32/64, batch 128, 64k iterations with lr 0.1 divided by 10 at 32k and 48k). A *preset* turns a
+base config at a scale into the runs of one experiment (same seed, hence the same batches, and the
+same ``group`` so the dashboard shows them together) and reads a verdict from their curves.
+
+Every figure here comes from ``resnet_core.curves``, so the page and the CLI's JSON agree.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import ConfigError, DataConfig, ModelConfig, RunConfig, TrainConfig
+from .curves import final_test_error, final_train_error
+
+SCALES = ("quick", "paper")
+
+# ----------------------------------------------------------------------------------------------------
+# Scales
+#
+# quick, measured on a 2-core x86-64 CPU (README, "Findings in minutes"):
+# * the default Start is ResNet-8 at 32x32, batch 128: the shallow net leaves the shapes set's initial
+#   plateau (about 90% error) within ~100 steps and passes 80% test accuracy within ~400.
+# * the presets train 16x16 inputs at widths 8/16/32 (1/16 of the paper net's multiply-adds per
+#   image), batch 64, 1,000 steps at a constant lr 0.1 after a 50-step warm-up, probes every 5th step
+#   and feature maps every 100 (their fixed cost weighs more on a 16x16 step). The constant rate is
+#   what a short run needs: ResNet-56 sits on the plateau for ~500 steps, and the paper's drops at
+#   50%/75% left it there (89% training error after 1,000 steps, against 42% at a constant rate;
+#   cosine 57%). The depth sweep's ten runs get 800 steps to stay near the quick scale's minutes.
+# paper: He et al. 2015 §4.2: batch 128, lr 0.1, /10 at 32k and 48k of 64k iterations, weight decay
+# 1e-4, momentum 0.9, 4-pixel pad-and-crop, widths 16/32/64 at 32x32; no warm-up below 110 layers.
+# ----------------------------------------------------------------------------------------------------
+
+QUICK_START_MODEL = dict(depth=8, width=1)
+QUICK_START_IMAGE_SIZE = 32
+QUICK_START_TRAIN = dict(steps=500, batch_size=128, lr=0.1, warmup_steps=0, schedule="cosine", eval_every=100,
+                         eval_batches=4, log_every=1, feature_maps_every=50)
+QUICK_IMAGE_SIZE = 16
+QUICK_WIDTH = 0.5
+QUICK_TRAIN = dict(steps=1000, batch_size=64, lr=0.1, warmup_steps=50, schedule="constant", eval_every=200,
+                   eval_batches=4, log_every=5, feature_maps_every=100)
+QUICK_SWEEP_STEPS = 800
+PAPER_TRAIN = dict(steps=64000, batch_size=128, lr=0.1, warmup_steps=0, schedule="step", eval_every=1000,
+                   eval_batches=8, log_every=10, feature_maps_every=2000)
+# The paper warms ResNet-110 up at lr 0.01 "until the training error is below 80% (about 400 iterations)".
+PAPER_WARMUP_DEPTH, PAPER_WARMUP_STEPS = 110, 400
+DEFAULT_CIFAR_DIR = "data"
+
+
+def _check_scale(scale: str) -> None:
+    if scale not in SCALES:
+        raise ConfigError(f"scale must be one of {', '.join(SCALES)}; got {scale!r}")
+
+
+def default_scale(device: str = "auto") -> str:
+    """``paper`` when ``device`` resolves to a CUDA GPU, else ``quick`` (a CPU or an Apple GPU)."""
+    from .train import resolve_device  # late: importing torch's device probing is not free
+
+    try:
+        return "paper" if resolve_device(device).type == "cuda" else "quick"
+    except RuntimeError:  # cuda asked for but absent: the run itself will say so
+        return "quick"
+
+
+def cifar10_present(data_dir: str | Path = DEFAULT_CIFAR_DIR) -> bool:
+    from .data import CIFAR10_DIRNAME
+
+    root = Path(data_dir).expanduser()
+    return (root / CIFAR10_DIRNAME).is_dir() or (root.name == CIFAR10_DIRNAME and root.is_dir())
+
+
+def scale_data(scale: str, dataset: DataConfig | None = None, image_size: int | None = None) -> DataConfig:
+    """The data at a scale: the given set (else CIFAR-10 at paper scale when present, else the shapes)
+    at ``image_size`` (default: the presets' size at that scale, 16 quick, 32 paper)."""
+    _check_scale(scale)
+    if dataset is None:
+        if scale == "paper" and cifar10_present():
+            dataset = DataConfig(name="cifar10", path=DEFAULT_CIFAR_DIR, download=False)
+        else:
+            dataset = DataConfig()
+    size = image_size or (QUICK_IMAGE_SIZE if scale == "quick" else 32)
+    return dataclasses.replace(dataset, image_size=size)
+
+
+def scale_config(scale: str, dataset: DataConfig | None = None, device: str = "auto", seed: int = 0) -> RunConfig:
+    """The default single run at ``scale``: quick, the dashboard's default Start (ResNet-8 at 32x32,
+    which teaches something within a minute on a CPU); paper, ResNet-20 in the paper's setting."""
+    _check_scale(scale)
+    if scale == "quick":
+        return RunConfig(model=ModelConfig(**QUICK_START_MODEL),
+                         data=scale_data(scale, dataset, QUICK_START_IMAGE_SIZE),
+                         train=TrainConfig(**QUICK_START_TRAIN, seed=seed, device=device))
+    return RunConfig(model=ModelConfig(depth=20), data=scale_data(scale, dataset),
+                     train=TrainConfig(**PAPER_TRAIN, seed=seed, device=device))
+
+
+def preset_base(scale: str, dataset: DataConfig | None = None, device: str = "auto", seed: int = 0) -> RunConfig:
+    """The config every preset's runs start from at ``scale`` (ResNet-20; the preset sets the rest)."""
+    _check_scale(scale)
+    width, settings = (QUICK_WIDTH, QUICK_TRAIN) if scale == "quick" else (1, PAPER_TRAIN)
+    return RunConfig(model=ModelConfig(depth=20, width=width), data=scale_data(scale, dataset),
+                     train=TrainConfig(**settings, seed=seed, device=device))
+
+
+def scale_of(cfg: RunConfig) -> str | None:
+    """Which scale's preset base a config was built from (by size, width and batch), or None."""
+    for scale in SCALES:
+        ref = preset_base(scale)
+        if (cfg.data.image_size, cfg.model.width, cfg.train.batch_size) == (
+                ref.data.image_size, ref.model.width, ref.train.batch_size):
+            return scale
+    return None
+
+
+# ----------------------------------------------------------------------------------------------------
+# Presets: base config -> runs
+# ----------------------------------------------------------------------------------------------------
+
+def _variant(base: RunConfig, **model_changes) -> RunConfig:
+    model = dataclasses.replace(base.model, **model_changes)
+    train = base.train
+    if (scale_of(base) == "paper" and model.depth >= PAPER_WARMUP_DEPTH and train.warmup_steps == 0):
+        train = dataclasses.replace(train, warmup_steps=PAPER_WARMUP_STEPS)
+    return dataclasses.replace(base, model=model, train=train, name="")
+
+
+def build_twin(base: RunConfig) -> list[RunConfig]:
+    """The same configuration as a plain net and as a residual net: plain first, drawn on the left."""
+    return [_variant(base, residual=False), _variant(base, residual=True)]
+
+
+def build_fig6(base: RunConfig) -> list[RunConfig]:
+    """He et al. 2015, Fig. 6: plain-20, plain-56, ResNet-20, ResNet-56 (basic blocks, post-activation)."""
+    return [_variant(base, block="basic", preact=False, depth=d, residual=r) for r in (False, True) for d in (20, 56)]
+
+
+def build_options(base: RunConfig) -> list[RunConfig]:
+    """He et al. 2015, Table 3: shortcut option A (zero-pad identity), B (projections where the shape
+    changes), C (all projections), on ResNet-20 of the base's width."""
+    runs = [_variant(base, residual=True, block="basic", depth=20, shortcut=s) for s in ("A", "B", "C")]
+    return [dataclasses.replace(c, name=f"{c.label} option {c.model.shortcut}") for c in runs]
+
+
+def build_preact(base: RunConfig) -> list[RunConfig]:
+    """He et al. 2016: the original post-activation block against full pre-activation, at the base's depth."""
+    return [_variant(base, residual=True, preact=p) for p in (False, True)]
+
+
+SWEEP_DEPTHS = (8, 20, 32, 44, 56)
+
+
+def build_depth_sweep(base: RunConfig) -> list[RunConfig]:
+    """Plain and residual nets at depths 8..56: final training error against depth is the degradation
+    problem in one chart (plain rises with depth, residual does not)."""
+    runs = [_variant(base, block="basic", preact=False, depth=d, residual=r) for r in (False, True)
+            for d in SWEEP_DEPTHS]
+    if scale_of(base) == "quick":  # ten runs: fewer steps each to fit in the quick scale's minutes
+        runs = [dataclasses.replace(c, train=dataclasses.replace(c.train, steps=QUICK_SWEEP_STEPS)) for c in runs]
+    return runs
+
+
+# ----------------------------------------------------------------------------------------------------
+# Summaries and verdicts
+# ----------------------------------------------------------------------------------------------------
+
+def run_summary(config: RunConfig, records: list[dict]) -> dict:
+    """The end-of-run figures the verdicts read, from a run's config and its metrics records."""
+    steps = [r for r in records if r.get("type") == "step"]
+    branch = None
+    if config.model.residual:
+        stds = [r["branch_std"] for r in steps if r.get("branch_std")]
+        if stds:
+            last = [v for v in stds[-1] if v is not None and math.isfinite(v)]
+            branch = sum(last) / len(last) if last else None
+    return {"label": config.label, "arch": "resnet" if config.model.residual else "plain",
+            "depth": config.model.depth, "shortcut": config.model.shortcut, "preact": config.model.preact,
+            "seed": config.train.seed, "steps": steps[-1]["step"] if steps else 0,
+            "final_train_error": final_train_error(records), "final_test_error": final_test_error(records),
+            "branch_std_mean": branch}
+
+
+def _pts(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f}%"
+
+
+def _find(summaries: list[dict], **match) -> dict | None:
+    for s in summaries:
+        if all(s.get(k) == v for k, v in match.items()):
+            return s
+    return None
+
+
+def _by_seed(summaries: list[dict]) -> dict[int, list[dict]]:
+    out: dict[int, list[dict]] = {}
+    for s in summaries:
+        out.setdefault(s["seed"], []).append(s)
+    return dict(sorted(out.items()))
+
+
+def _check(name: str, seed: int, value: float | None, threshold: float, holds: bool | None, reported=False) -> dict:
+    """One separation: ``value`` in points (percentage points of training error) against ``threshold``."""
+    return {"name": name, "seed": seed, "value": None if value is None else round(value, 4),
+            "threshold": threshold, "holds": bool(holds) if value is not None else False,
+            **({"reported_only": True} if reported else {})}
+
+
+def _err(s: dict | None) -> float | None:
+    return None if s is None or s.get("final_train_error") is None else 100.0 * s["final_train_error"]
+
+
+def _combine(checks: list[dict], lines: list[str], seeds: int) -> dict:
+    required = [c for c in checks if not c.get("reported_only")]
+    holds = bool(required) and all(c["holds"] for c in required)
+    per_seed = {}
+    for c in required:
+        per_seed.setdefault(c["seed"], []).append(c["holds"])
+    n_ok = sum(all(v) for v in per_seed.values())
+    line = "; ".join(lines)
+    if seeds > 1:
+        line += f" ({n_ok}/{len(per_seed)} seeds hold)"
+    return {"holds": holds, "checks": checks, "line": line, "seeds_holding": n_ok, "seeds": len(per_seed)}
+
+
+def verdict_fig6(summaries: list[dict]) -> dict:
+    """The issue's separations, per seed, in points of final smoothed training error:
+    plain-56 above plain-20 by >= 10; ResNet-56 below plain-56 by >= 20; ResNet-20 no worse than
+    plain-20 + 1. Fig. 7 (the deeper ResNet's mean branch std is smaller) is reported, not required."""
+    checks, lines = [], []
+    groups = _by_seed(summaries)
+    for seed, runs in groups.items():
+        p20, p56 = _err(_find(runs, arch="plain", depth=20)), _err(_find(runs, arch="plain", depth=56))
+        r20, r56 = _err(_find(runs, arch="resnet", depth=20)), _err(_find(runs, arch="resnet", depth=56))
+        gap_plain = None if None in (p20, p56) else p56 - p20
+        gap_deep = None if None in (p56, r56) else p56 - r56
+        gap_20 = None if None in (p20, r20) else r20 - p20
+        checks += [
+            _check("plain-56 minus plain-20", seed, gap_plain, 10.0, gap_plain is not None and gap_plain >= 10.0),
+            _check("plain-56 minus ResNet-56", seed, gap_deep, 20.0, gap_deep is not None and gap_deep >= 20.0),
+            _check("ResNet-20 minus plain-20", seed, gap_20, 1.0, gap_20 is not None and gap_20 <= 1.0),
+        ]
+        b20 = (_find(runs, arch="resnet", depth=20) or {}).get("branch_std_mean")
+        b56 = (_find(runs, arch="resnet", depth=56) or {}).get("branch_std_mean")
+        if b20 is not None and b56 is not None:
+            checks.append(_check("Fig. 7: ResNet-20 minus ResNet-56 mean branch std", seed, b20 - b56, 0.0,
+                                 b56 < b20, reported=True))
+        if gap_plain is None:
+            lines.append(f"seed {seed}: runs missing")
+            continue
+        shown = "degradation shown" if gap_plain >= 10 else "no degradation"
+        fixed = (f"ResNet-56 {abs(gap_deep):.0f} points {'below' if gap_deep >= 0 else 'above'} plain-56"
+                 if gap_deep is not None else "ResNet-56 missing")
+        if len(groups) == 1 or not lines:
+            lines.append(f"plain-56 ends {abs(gap_plain):.0f} points {'above' if gap_plain >= 0 else 'below'} "
+                         f"plain-20: {shown}; {fixed}" + (f" (seed {seed})" if len(groups) > 1 else ""))
+    return _combine(checks, lines, len(groups))
+
+
+def verdict_options(summaries: list[dict]) -> dict:
+    """Table 3's finding: the three shortcut options end close together (projections are not what makes
+    residual learning work). Holds when the spread of final training errors is at most 5 points."""
+    checks, lines = [], []
+    for seed, runs in _by_seed(summaries).items():
+        errs = {s: _err(_find(runs, shortcut=s)) for s in ("A", "B", "C")}
+        known = [e for e in errs.values() if e is not None]
+        spread = max(known) - min(known) if len(known) == 3 else None
+        checks.append(_check("spread of options A/B/C", seed, spread, 5.0, spread is not None and spread <= 5.0))
+        if not lines:
+            lines.append(f"option A ends at {_fmt(errs['A'])}, B at {_fmt(errs['B'])}, C at {_fmt(errs['C'])} "
+                         f"training error: " + ("all within 5 points, shortcuts need no projections"
+                                                if spread is not None and spread <= 5 else "apart by more than 5 points"))
+    return _combine(checks, lines, len(_by_seed(summaries)))
+
+
+def _fmt(pts: float | None) -> str:
+    return "n/a" if pts is None else f"{pts:.1f}%"
+
+
+def verdict_preact(summaries: list[dict]) -> dict:
+    """He et al. 2016: full pre-activation trains at least as well as the original block. Holds when the
+    pre-activation net ends no more than 1 point above the post-activation one."""
+    checks, lines = [], []
+    for seed, runs in _by_seed(summaries).items():
+        post, pre = _err(_find(runs, preact=False)), _err(_find(runs, preact=True))
+        diff = None if None in (post, pre) else pre - post
+        checks.append(_check("pre- minus post-activation", seed, diff, 1.0, diff is not None and diff <= 1.0))
+        if not lines and diff is not None:
+            lines.append(f"pre-activation ends {abs(diff):.1f} points {'below' if diff <= 0 else 'above'} "
+                         f"post-activation ({_fmt(pre)} vs {_fmt(post)})")
+    return _combine(checks, lines, len(_by_seed(summaries)))
+
+
+def verdict_depth_sweep(summaries: list[dict]) -> dict:
+    """Degradation against depth: the deepest plain net ends >= 10 points above the shallowest, and the
+    deepest ResNet >= 20 points below the deepest plain net."""
+    checks, lines = [], []
+    for seed, runs in _by_seed(summaries).items():
+        plain = sorted((s["depth"], _err(s)) for s in runs if s["arch"] == "plain" and _err(s) is not None)
+        res = sorted((s["depth"], _err(s)) for s in runs if s["arch"] == "resnet" and _err(s) is not None)
+        rise = plain[-1][1] - plain[0][1] if len(plain) >= 2 else None
+        gap = plain[-1][1] - res[-1][1] if plain and res and plain[-1][0] == res[-1][0] else None
+        checks += [
+            _check(f"plain-{plain[-1][0] if plain else '?'} minus plain-{plain[0][0] if plain else '?'}", seed,
+                   rise, 10.0, rise is not None and rise >= 10.0),
+            _check("deepest plain minus deepest ResNet", seed, gap, 20.0, gap is not None and gap >= 20.0),
+        ]
+        if not lines and rise is not None and res:
+            lines.append(f"plain error grows with depth from {_fmt(plain[0][1])} to {_fmt(plain[-1][1])} "
+                         f"while ResNet stays at or below {_fmt(max(e for _, e in res))}")
+    return _combine(checks, lines, len(_by_seed(summaries)))
+
+
+@dataclass(frozen=True)
+class Preset:
+    key: str
+    title: str
+    what_to_look_for: str
+    build: Callable[[RunConfig], list[RunConfig]]
+    verdict: Callable[[list[dict]], dict]
+
+
+PRESETS: dict[str, Preset] = {p.key: p for p in (
+    Preset("fig6", "Degradation (Fig. 6)",
+           "The deeper plain net (plain-56) ends with a higher training error than plain-20: depth hurts "
+           "without shortcuts. With shortcuts it does not: ResNet-56 ends far below plain-56.",
+           build_fig6, verdict_fig6),
+    Preset("options", "Shortcut options A/B/C (Table 3)",
+           "All three ResNet-20s train about equally well: identity shortcuts (A) need no projections (B, C).",
+           build_options, verdict_options),
+    Preset("preact", "Post- vs pre-activation (2016)",
+           "Full pre-activation (BN and ReLU before each conv) trains at least as well as the original block.",
+           build_preact, verdict_preact),
+    Preset("depth-sweep", "Depth sweep: error against depth",
+           "Plain nets' final training error rises with depth; residual nets' stays low: the degradation "
+           "problem, and its cure, in one chart.",
+           build_depth_sweep, verdict_depth_sweep),
+)}
+
+
+def get_preset(key: str) -> Preset:
+    if key not in PRESETS:
+        raise ConfigError(f"preset must be one of {', '.join(PRESETS)}; got {key!r}")
+    return PRESETS[key]
+
+
+def new_group_id(key: str, scale: str) -> str:
+    """A run group's id, stored as every member run's ``RunConfig.group``: preset, scale and start time."""
+    return f"{key}/{scale}/{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def preset_configs(key: str, scale: str, *, dataset: DataConfig | None = None, seed: int = 0,
+                   device: str = "auto", group: str = "") -> list[RunConfig]:
+    """The runs of preset ``key`` at ``scale``, all with ``seed`` (hence identical batches) and ``group``."""
+    preset = get_preset(key)
+    base = preset_base(scale, dataset, device=device, seed=seed)
+    return [dataclasses.replace(c, group=group) for c in preset.build(base)]
+
+
+def verdict(key: str, summaries: list[dict]) -> dict:
+    return get_preset(key).verdict(summaries)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Expected duration
+# ----------------------------------------------------------------------------------------------------
+
+# Cost of one training step on one core: fixed + per weight layer + per GMAC of forward+backward,
+# fitted to single-thread CPU time per step of the quick configs (16x16 at widths 0.5 and 1, ResNet-8
+# to -56, batch 64; ResNet-8 at 32x32, batch 128) measured as one-thread runs of `train` on the 2-core x86-64 CPU, torch 2.14.1 (README, "Findings in minutes").
+# CPU time of a one-thread run hardly depends on what else the machine does, so it is the figure a
+# quiet machine shows. Accuracy: about 30% on the configs it was fitted to; further off for large
+# nets, where kernels use the cores better. CUDA and MPS: rough guesses (small nets are bound by
+# kernel launches there, not multiply-adds).
+STEP_COST = {  # (fixed ms, ms per weight layer, ms per GMAC of forward + backward)
+    "cpu": (8.0, 0.72, 30.0),
+    "cuda": (1.0, 0.12, 0.02),
+    "mps": (2.0, 0.3, 2.0),
+}
+# One run on 2 threads: the per-GMAC part speeds up about this much (the per-layer part hardly does);
+# two runs at once get a core each, which is how the dashboard (RESNET_LAB_MAX_RUNS=2) and
+# `reproduce --parallel 2` run a preset.
+INTRA_OP_SPEEDUP = 1.6
+EVAL_IMAGES_PER_BATCH = 256  # resnet_core.train.evaluate's batch
+
+
+@functools.lru_cache(maxsize=256)
+def forward_macs(model: ModelConfig, image_size: int) -> int:
+    """Multiply-adds of one image's forward pass (built once per config and size)."""
+    from .models import build_model, count_macs
+
+    return count_macs(build_model(model), (image_size, image_size))
+
+
+def step_seconds(cfg: RunConfig, device_type: str = "cpu", threads: int = 1) -> float:
+    """Expected wall time of one training step of ``cfg`` (on ``threads`` CPU cores)."""
+    fixed, per_layer, per_gmac = STEP_COST.get(device_type, STEP_COST["cpu"])
+    train_gmacs = 3 * forward_macs(cfg.model, cfg.data.image_size) * cfg.train.batch_size / 1e9  # fwd + 2x bwd
+    speedup = INTRA_OP_SPEEDUP if device_type == "cpu" and threads > 1 else 1.0
+    return (fixed + per_layer * cfg.model.depth + per_gmac * train_gmacs / speedup) / 1000.0
+
+
+def runs_at_once() -> int:
+    """How many runs the dashboard trains at once (RESNET_LAB_MAX_RUNS, default 2)."""
+    try:
+        return max(1, int(os.environ.get("RESNET_LAB_MAX_RUNS", "2")))
+    except ValueError:
+        return 2
+
+
+def estimate_seconds(cfgs: list[RunConfig], device: str = "auto", parallel: int | None = None,
+                     n_train: int | None = None, n_test: int | None = None) -> float:
+    """Expected wall time of training ``cfgs``, ``parallel`` at a time (default: as the dashboard does,
+    ``runs_at_once()``), on ``device``: the step-cost model above times each run's steps, plus its
+    periodic and final evaluations (a forward pass is a third of a training step). On a CPU, runs
+    at once share the cores (a core each); a lone run gets them all. ``n_train``/``n_test`` default
+    to the config's synthetic sizes (they matter for epoch-based runs and the final evaluation)."""
+    from .train import resolve_device
+
+    if not cfgs:
+        return 0.0
+    try:
+        kind = resolve_device(device).type
+    except RuntimeError:
+        kind = "cpu"
+    cores = os.cpu_count() or 1
+    at_once = max(1, min(len(cfgs), parallel or runs_at_once(), cores if kind == "cpu" else len(cfgs)))
+    threads = max(1, cores // at_once) if kind == "cpu" else 1
+    work = 0.0
+    for c in cfgs:
+        n_tr = n_train if n_train is not None else c.data.n_train
+        n_te = n_test if n_test is not None else c.data.n_test
+        steps = c.train.total_steps(n_tr)
+        evals = (steps // c.train.eval_every) if c.train.eval_every else 0
+        eval_images = evals * c.train.eval_batches * EVAL_IMAGES_PER_BATCH + n_te
+        work += step_seconds(c, kind, threads) * (steps + eval_images / (3 * c.train.batch_size))
+    # CPU: runs at once divide the work between the cores; a GPU runs them side by side about as fast.
+    return work / at_once if kind == "cpu" else work / max(1.0, at_once / 2)
