@@ -40,6 +40,7 @@ bench: $(VENV)/.dev
 	$(BIN)/python bench/dashboard_overhead.py
 	$(BIN)/python bench/redraw_floor.py
 	$(BIN)/python bench/attribution_speed.py
+	$(BIN)/python bench/analysis_speed.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache test-artifacts

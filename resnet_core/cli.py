@@ -1,4 +1,4 @@
-"""Command line: ``python -m resnet_core {train,describe,evaluate,runs,attribute}``.
+"""Command line: ``python -m resnet_core {train,describe,evaluate,runs,attribute,reproduce,analyze}``.
 
 Every invalid value exits with status 2 and one line on stderr that says what is valid; results go
 to stdout as one JSON object on the last line, progress to stderr.
@@ -8,8 +8,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import threading
-import time
 
 from .config import (BLOCKS, INITS, SCHEDULES, SHORTCUTS, ConfigError, DataConfig, ModelConfig, RunConfig,
                      TrainConfig)
@@ -33,7 +31,7 @@ def _add_model_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--block", choices=BLOCKS, default="basic")
     g.add_argument("--preact", action="store_true", help="full pre-activation blocks (He et al. 2016)")
     g.add_argument("--no-bn", action="store_true", help="no BatchNorm")
-    g.add_argument("--width", type=int, default=1, help="multiplier of the stage widths 16/32/64")
+    g.add_argument("--width", type=float, default=1, help="multiplier of the stage widths 16/32/64 (0.5: 8/16/32)")
     g.add_argument("--init", choices=INITS, default="kaiming")
     g.add_argument("--zero-init-last", action="store_true", help="zero the last BN of every residual branch")
 
@@ -53,6 +51,8 @@ def _add_data_flags(p: argparse.ArgumentParser, default: str | None = "synthetic
     g.add_argument("--pca-color", action="store_true", help="AlexNet-style PCA colour augmentation")
     g.add_argument("--n-train", type=int, default=10000, help="synthetic: training images")
     g.add_argument("--n-test", type=int, default=2000, help="synthetic: test images")
+    g.add_argument("--image-size", type=int, default=None,
+                   help="input side in pixels (default 32; 16 trains ~4x faster, as the quick scale does)")
 
 
 def _data_cfg(a) -> DataConfig:
@@ -61,8 +61,9 @@ def _data_cfg(a) -> DataConfig:
         name, path = "folder", name[len("folder:"):]
     elif name == "cifar10":
         path = path or "data"
+    size = {} if getattr(a, "image_size", None) is None else {"image_size": a.image_size}
     return DataConfig(name=name, path=path, download=not a.no_download, augment=not a.no_augment,
-                      pca_color=a.pca_color, n_train=a.n_train, n_test=a.n_test)
+                      pca_color=a.pca_color, n_train=a.n_train, n_test=a.n_test, **size)
 
 
 def _runs_dir(p):
@@ -96,9 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--name", default="", help="a label for the run")
     _runs_dir(t)
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+    from .launch import add_launch_flags  # --sync-bn, --resume, (hidden) --config: resnet_core/launch.py
+    add_launch_flags(t)
 
     d = sub.add_parser("describe", help="parameters, multiply-adds and layer names of a network")
     _add_model_flags(d)
+    d.add_argument("--image-size", type=int, default=32, help="input side in pixels for the multiply-adds")
     d.add_argument("--json", action="store_true", help="one JSON object instead of text")
 
     e = sub.add_parser("evaluate", help="accuracy and loss of a checkpoint (ours or a community CIFAR-10 one)")
@@ -113,6 +117,11 @@ def build_parser() -> argparse.ArgumentParser:
     _runs_dir(r)
     r.add_argument("--json", action="store_true")
 
+    from .reproduce_cli import add_reproduce_parser  # the papers' experiments: resnet_core/reproduce_cli.py
+    add_reproduce_parser(sub)
+    from .analyze_cli import add_analyze_parser  # why residual nets work: resnet_core/analyze_cli.py
+    add_analyze_parser(sub)
+
     try:
         from .attribute_cli import add_attribute_parser
     except ImportError:  # attribution needs captum; the rest of the CLI works without it
@@ -122,31 +131,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class _Progress:
-    """A one-line progress bar on stderr, redrawn at most 5 times a second."""
-
-    def __init__(self, enabled: bool):
-        self.enabled, self.total, self.last = enabled, 0, 0.0
-
-    def __call__(self, e: dict) -> None:
-        if not self.enabled:
-            return
-        if e["type"] == "start":
-            self.total = e["total_steps"]
-            print(f"training on {e['device']}, {e['params']:,} parameters, {self.total} steps", file=sys.stderr)
-        elif e["type"] == "step" and (time.time() - self.last > 0.2 or e["step"] == self.total):
-            self.last = time.time()
-            frac = e["step"] / max(self.total, 1)
-            bar = "#" * int(30 * frac)
-            print(f"\r[{bar:<30}] {e['step']}/{self.total} loss {e['train_loss']:.3f} acc {e['train_acc']:.3f} "
-                  f"{e['images_per_s']:.0f} img/s", end="", file=sys.stderr, flush=True)
-        elif e["type"] == "end":
-            print(f"\n{e['status']}" + (f": {e['message']}" if e.get("message") else ""), file=sys.stderr)
+# The progress bar per run (tqdm, on stderr, with ETA) is shared with ``reproduce``: resnet_core/progress.py
+from .progress import RunProgress as _Progress  # noqa: E402
 
 
 def cmd_train(a) -> int:
     from .data import load_dataset
-    from .runs import RunStore, execute_run
+    from .launch import run_saved, run_training
+
+    if a.resume or a.config:  # the configuration is the stored run's or the file's, not the flags'
+        return run_saved(a, on_event=_Progress(not a.quiet))
 
     steps = a.steps if (a.steps is not None or a.epochs is not None) else 500
     tc = TrainConfig(steps=steps, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, momentum=a.momentum,
@@ -160,35 +154,24 @@ def cmd_train(a) -> int:
     resolve_device(tc.device)
     ds = load_dataset(data_cfg)
     cfg = RunConfig(model=_model_cfg(a, num_classes=len(ds.classes)), data=data_cfg, train=tc, name=a.name)
-    store = RunStore(a.runs_dir)
-    writer = store.create(cfg)
-    stop = threading.Event()
-    try:
-        result = execute_run(writer, stop=stop, on_event=_Progress(not a.quiet), dataset=ds)
-    except KeyboardInterrupt:  # execute_run records nothing for a Ctrl-C in the main thread; do it here
-        writer.set_status("stopped", message="interrupted from the keyboard")
-        raise
-    info = store.get(writer.run_id)
-    s = info.summary
-    print(json.dumps({"run_id": writer.run_id, "run_dir": str(writer.path), "status": info.status,
-                      "steps": s.get("steps", 0), "train_loss": s.get("train_loss"), "train_acc": s.get("train_acc"),
-                      "test_acc": s.get("test_acc"), "seconds": s.get("seconds"),
-                      "images_per_s": s.get("images_per_s"), "error": s.get("error") or s.get("message") or None}))
-    return 0 if result is not None and info.status in ("finished", "stopped") else 1
+    # One process or a torchrun rank, signals and the STOP file, the JSON summary: resnet_core/launch.py
+    return run_training(cfg, ds, a.runs_dir, on_event=_Progress(not a.quiet), sync_bn=a.sync_bn)
 
 
 def cmd_describe(a) -> int:
     from .models import build_model, count_macs, count_params
 
     cfg = _model_cfg(a)
+    size = DataConfig(image_size=a.image_size).image_size  # validated like a run's
     model = build_model(cfg)
-    out = {"name": cfg.name, "config": cfg.to_dict(), "params": count_params(model), "macs": count_macs(model),
+    out = {"name": cfg.name, "config": cfg.to_dict(), "image_size": size, "params": count_params(model),
+           "macs": count_macs(model, (size, size)),
            "layers": model.layer_names, "blocks": [n for n, _ in model.named_blocks()],
            "feature_info": [fi.__dict__ for fi in model.feature_info]}
     if a.json:
         print(json.dumps(out))
     else:
-        print(f"{cfg.name}: {out['params']:,} parameters, {out['macs'] / 1e6:.2f}M multiply-adds per 32x32 image, "
+        print(f"{cfg.name}: {out['params']:,} parameters, {out['macs'] / 1e6:.2f}M multiply-adds per {size}x{size} image, "
               f"{len(out['layers'])} weight layers, {len(out['blocks'])} blocks")
         print("layers: " + ", ".join(out["layers"]))
     return 0
@@ -201,6 +184,8 @@ def cmd_evaluate(a) -> int:
     loaded = load_checkpoint(a.checkpoint)
     data_cfg = None
     if a.dataset is not None:
+        if a.image_size is None:  # a run's checkpoint is evaluated at the size it was trained at
+            a.image_size = ((loaded.meta.get("run_config") or {}).get("data") or {}).get("image_size")
         data_cfg = _data_cfg(a)
     out = evaluate_checkpoint(loaded, data_cfg, batch_size=a.batch_size, limit=a.limit, device=a.device,
                               with_probes=a.probes)
@@ -241,6 +226,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "attribute":
             from .attribute_cli import run_attribute
             return run_attribute(args)
+        if args.command == "reproduce":
+            from .reproduce_cli import run_reproduce
+            return run_reproduce(args)
+        if args.command == "analyze":
+            from .analyze_cli import run_analyze
+            return run_analyze(args)
         return COMMANDS[args.command](args)
     except UsageError as e:
         print(f"error: {e} (see --help)", file=sys.stderr)

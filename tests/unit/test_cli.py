@@ -88,3 +88,69 @@ def test_diverging_run_is_reported_not_crashed(tmp_path):
     out = last_json(p)
     assert p.returncode == 1 and out["status"] == "diverged" and out["steps"] < 30
     assert "learning rate" in out["error"]
+
+
+# ---------------------------------------------------------------------------------------------------
+# quick-scale flags, folder evaluation, progress bars (in-process: main() is what the module runs)
+# ---------------------------------------------------------------------------------------------------
+
+def _main_json(capsys, *args):
+    from resnet_core.cli import main
+
+    code = main(list(args))
+    captured = capsys.readouterr()
+    return code, (json.loads(captured.out.strip().splitlines()[-1]) if captured.out.strip() else None), captured.err
+
+
+def test_describe_fractional_width_and_image_size(capsys):
+    _, full, _ = _main_json(capsys, "describe", "--depth", "20", "--json")
+    _, half, _ = _main_json(capsys, "describe", "--depth", "20", "--width", "0.5", "--json")
+    _, small, _ = _main_json(capsys, "describe", "--depth", "20", "--width", "0.5", "--image-size", "16", "--json")
+    assert full["macs"] == 40_551_040 and full["image_size"] == 32
+    assert half["name"] == "resnet-20 w0.5" and half["config"]["width"] == 0.5
+    assert half["params"] < full["params"] / 3.5                 # ~width^2 of the parameters
+    assert small["macs"] == pytest.approx(half["macs"] / 4, rel=0.01) and small["params"] == half["params"]  # 1/4 pixels
+    code, _, err = _main_json(capsys, "describe", "--width", "0.01")
+    assert code == 2 and err.startswith("error:") and "width" in err
+
+
+def test_train_quick_options_are_recorded_and_labelled(tmp_path, capsys):
+    code, out, err = _main_json(capsys, "train", "--arch", "plain", "--depth", "8", "--width", "0.5", "--image-size", "16",
+                                "--steps", "3", "--batch-size", "8", "--n-train", "40", "--n-test", "20",
+                                "--eval-every", "0", "--runs-dir", str(tmp_path), "--device", "cpu")
+    assert code == 0, err
+    cfg = json.loads((Path(out["run_dir"]) / "config.json").read_text())
+    assert cfg["model"]["width"] == 0.5 and cfg["data"]["image_size"] == 16 and cfg["group"] == ""
+    assert "plain-8-w0.5-16px" in out["run_id"]
+    # the tqdm bar: steps, a rate and an ETA on stderr
+    assert "3/3" in err and ("step/s" in err or "s/step" in err)
+    ckpt = Path(out["run_dir"]) / "checkpoints" / "last.pt"
+    code, ev, err = _main_json(capsys, "evaluate", "--checkpoint", str(ckpt), "--dataset", "synthetic",
+                               "--n-test", "20", "--device", "cpu")
+    assert code == 0, err
+    assert ev["images"] == 20  # evaluated at the size it was trained at (16): a 32 px input would still run
+
+
+def test_train_quiet_draws_no_progress(tmp_path, capsys):
+    code, out, err = _main_json(capsys, "train", "--depth", "8", "--steps", "2", "--batch-size", "8", "--n-train", "40",
+                                "--n-test", "20", "--eval-every", "0", "--runs-dir", str(tmp_path), "--device", "cpu",
+                                "--quiet")
+    assert code == 0 and out["steps"] == 2 and "2/2" not in err and "step" not in err
+
+
+def test_evaluate_on_a_folder_uses_every_image(tmp_path, capsys):
+    from PIL import Image
+
+    for k, colour in enumerate([(200, 30, 30), (30, 180, 40), (40, 60, 220)]):
+        (tmp_path / "imgs" / f"class{k}").mkdir(parents=True)
+        for i in range(7):
+            Image.new("RGB", (36, 30 + i), colour).save(tmp_path / "imgs" / f"class{k}" / f"{i}.png")
+    code, out, err = _main_json(capsys, "train", "--depth", "8", "--steps", "2", "--batch-size", "4",
+                                "--dataset", f"folder:{tmp_path / 'imgs'}", "--eval-every", "0",
+                                "--runs-dir", str(tmp_path / "runs"), "--device", "cpu", "--quiet")
+    assert code == 0, err
+    ckpt = Path(out["run_dir"]) / "checkpoints" / "last.pt"
+    code, ev, err = _main_json(capsys, "evaluate", "--checkpoint", str(ckpt), "--dataset", f"folder:{tmp_path / 'imgs'}",
+                               "--device", "cpu")
+    assert code == 0, err
+    assert ev["images"] == 21   # all of it, not the 20% a training split would hold out

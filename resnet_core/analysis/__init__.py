@@ -1,0 +1,139 @@
+"""Why residual connections work, measured: one module per analysis behind one small registry.
+
+``ANALYSES`` maps a name to an ``Analysis``: one function ``fn(ctx, settings) -> dict`` of plain data,
+its title, the caption the page shows, what model it needs and its default settings. ``run_analysis``
+is the entry point the CLI (``python -m resnet_core analyze``) and the dashboard's worker both call;
+``estimate_cost`` is what the page shows before Start.
+
+    gradient_flow.py   gradient norms by block at initialisation, the shortcut/branch split, depth sweeps
+    shattering.py      gradient correlation along a line of inputs (Balduzzi et al. 2017)
+    paths.py           the unrolled ensemble: path lengths and the gradient they carry (Veit et al. 2016)
+    lesion.py          deleting and reordering blocks, x_L = x_l + sum F (Veit et al. 2016)
+    landscape.py       init -> trained interpolation (Goodfellow et al. 2015), filter-normalised 2-D
+                       surfaces (Li et al. 2018)
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from ..config import ConfigError, DataConfig
+from .base import (Analysis, AnalysisContext, AnalysisError, Cancelled, ModelSource, PeakMemory, cache_path,
+                   forward_rate, merge_settings, read_cache, write_cache)
+
+ANALYSES: dict[str, Analysis] = {}
+
+
+def register(analysis: Analysis) -> Analysis:
+    ANALYSES[analysis.name] = analysis
+    return analysis
+
+
+from . import gradient_flow  # noqa: E402  (each module registers its analysis)
+
+for _module in ("shattering", "paths", "lesion", "landscape"):
+    try:
+        __import__(f"{__name__}.{_module}")
+    except ModuleNotFoundError as _e:  # a module not written yet; the others work
+        if _e.name != f"{__name__}.{_module}":
+            raise
+
+NEEDS = ("config", "trained", "either")
+
+
+def get_analysis(name: str) -> Analysis:
+    if name not in ANALYSES:
+        raise AnalysisError(f"unknown analysis {name!r}: use one of {', '.join(ANALYSES)}")
+    return ANALYSES[name]
+
+
+def _user_error(e: Exception) -> AnalysisError:
+    return AnalysisError(str(e).splitlines()[0] if str(e) else type(e).__name__)
+
+
+def _context(analysis: Analysis, source: ModelSource, data, device, runs_dir, progress, cancel) -> AnalysisContext:
+    from ..train import resolve_device
+
+    if not isinstance(source, ModelSource):
+        raise AnalysisError("the model source must be a ModelSource (a config, a run id or a checkpoint)")
+    if analysis.needs == "trained" and source.config is not None:
+        raise AnalysisError(f"{analysis.title} needs a trained model: choose a stored run or a checkpoint")
+    if data is not None and not isinstance(data, DataConfig):
+        raise AnalysisError("data must be a DataConfig")
+    try:
+        dev = resolve_device(device) if isinstance(device, str) else torch.device(device)
+    except RuntimeError as e:
+        raise _user_error(e) from None
+    return AnalysisContext(source, data, dev, Path(runs_dir) if runs_dir is not None else None, progress, cancel)
+
+
+def run_analysis(name: str, source: ModelSource, *, data: DataConfig | None = None, settings: dict | None = None,
+                 device="cpu", runs_dir=None, progress: Callable[[float, str], None] | None = None,
+                 cancel: threading.Event | None = None, use_cache: bool = True) -> dict:
+    """Runs one analysis and returns its plain-data result (JSON-serialisable). Raises ``AnalysisError``
+    with a message for a person for any bad request (model, data, settings), ``Cancelled`` when
+    ``cancel`` is set. A run-backed result is cached in the run's directory and returned from there."""
+    from ..checkpoints import CheckpointError
+    from ..data import DataError
+
+    analysis = get_analysis(name)
+    merged = merge_settings(analysis, settings)
+    ctx = _context(analysis, source, data, device, runs_dir, progress, cancel)
+    try:
+        path = cache_path(ctx, name, merged)
+        if use_cache:
+            cached = read_cache(path)
+            if cached is not None:
+                cached["cached"] = True
+                if progress is not None:
+                    progress(1.0, "loaded from the run's cache")
+                return cached
+        ctx.report(0.0, "starting")
+        t0 = time.perf_counter()
+        with PeakMemory(ctx.device) as mem:
+            result = analysis.fn(ctx, merged)
+        seconds = time.perf_counter() - t0
+    except DataError as e:
+        hint = (" Or analyse it on other images: the shapes set (--dataset synthetic) or a folder."
+                if data is None and source.checkpoint is not None else "")
+        raise AnalysisError(f"{_user_error(e)}{hint}") from None
+    except (ConfigError, CheckpointError, FileNotFoundError) as e:
+        raise _user_error(e) from None
+    result = {"analysis": name, "settings": merged, "source": source.describe(),
+              "data": ctx.resolved_data_config().to_dict(), "device": str(ctx.device),
+              **result, "seconds": round(seconds, 4)}
+    result.setdefault("peak_memory_mb", round(mem.mb, 1))
+    result["cached"] = False
+    write_cache(path, result)
+    if progress is not None:
+        progress(1.0, "done")
+    return result
+
+
+def estimate_cost(name: str, source: ModelSource, settings: dict | None = None,
+                  data: DataConfig | None = None, device="cpu") -> dict:
+    """{"seconds": float, "detail": "441 grid points x 500 images x 1 forward"}: the analysis's forward-pass
+    multiply-adds over this device's measured ResNet-20 forward rate (a backward counts as two forwards)."""
+    from ..checkpoints import CheckpointError
+    from ..data import DataError
+
+    analysis = get_analysis(name)
+    merged = merge_settings(analysis, settings)
+    ctx = _context(analysis, source, data, device, None, None, None)
+    if analysis.cost is None:
+        return {"seconds": 0.0, "detail": "a moment"}
+    try:
+        macs, detail = analysis.cost(ctx, merged)
+    except (ConfigError, CheckpointError, DataError, FileNotFoundError) as e:
+        raise _user_error(e) from None
+    # Three significant digits, not two decimals: a tiny net's estimate is milliseconds, and a
+    # rounded 0.0 would read as "free" and hide that a sweep costs more than one net.
+    return {"seconds": float(f"{macs / forward_rate(ctx.device):.3g}"), "detail": detail}
+
+
+__all__ = ["ANALYSES", "Analysis", "AnalysisContext", "AnalysisError", "Cancelled", "ModelSource", "NEEDS",
+           "estimate_cost", "get_analysis", "register", "run_analysis"]

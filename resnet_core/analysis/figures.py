@@ -1,0 +1,170 @@
+"""Charts of an analysis result for the command line's ``--out``: one description, two renderers.
+
+``panels(result)`` turns a result dict into a list of chart panels (lines or a heat map, with axis names
+and log scales); ``write_html`` draws them with Plotly (interactive, one file), ``write_png`` with
+matplotlib when it is installed, else with Pillow (lines only, plainer). The dashboard draws its own,
+richer figures from the same result dicts (dashboard/analysis_charts.py); the core does not import it.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+
+def _line(title, xlabel, ylabel, series, logx=False, logy=False):
+    return {"kind": "line", "title": title, "xlabel": xlabel, "ylabel": ylabel, "series": series,
+            "logx": logx, "logy": logy}
+
+
+def panels(r: dict) -> list[dict]:
+    name = r["analysis"]
+    if name == "gradient-flow":
+        idx = list(range(len(r["blocks"])))
+        out = [_line(f"‖∂L/∂x_l‖ by block, {r['model']}", "block", "gradient norm",
+                     [{"name": r["model"], "x": idx, "y": r["input_grad_norm"]}], logy=True),
+               _line("branch share of the backward signal", "block", "‖J_Fᵀu‖ / (‖Sᵀu‖ + ‖J_Fᵀu‖)",
+                     [{"name": r["model"], "x": idx, "y": r["branch_share"]}])]
+        if r.get("sweep"):
+            out.insert(1, _line("‖∂L/∂x_l‖ by block, all depths", "block", "gradient norm",
+                                [{"name": e["model"], "x": list(range(len(e["blocks"]))), "y": e["input_grad_norm"]}
+                                 for e in r["sweep"]], logy=True))
+            series = []
+            for residual in (True, False):
+                pts = [e for e in r["sweep"] if e["residual"] is residual]
+                if pts:
+                    series.append({"name": "residual" if residual else "plain", "x": [e["depth"] for e in pts],
+                                   "y": [e["ratio"] for e in pts]})
+            out.insert(2, _line("‖∂L/∂x_0‖ / ‖∂L/∂x_L‖ against depth", "depth", "ratio", series, logx=True, logy=True))
+        return out
+    if name == "shattering":
+        return [_line("autocorrelation of the input-gradient along the line", "lag", "correlation",
+                      [{"name": f"{m['model']} {m['label']}", "x": list(range(len(m["autocorrelation"]))),
+                        "y": m["autocorrelation"]} for m in r["models"]]),
+                _line("gradient of one pixel along the line", "t", "∂f/∂x",
+                      [{"name": f"{m['model']} {m['label']}", "x": r["t"], "y": m["trace"]} for m in r["models"]])]
+    if name == "paths":
+        k = list(range(r["blocks"] + 1))
+        out = [_line(f"path lengths of {r['blocks']} blocks: Binomial(n, 1/2)", "path length k", "fraction of paths",
+                     [{"name": "paths", "x": k, "y": r["length_distribution"]}])]
+        if "gradient_by_length" in r:
+            out += [_line("gradient carried by one path of length k", "path length k", "‖gradient‖",
+                          [{"name": "per path", "x": r["lengths"], "y": r["gradient_by_length"]}], logy=True),
+                    _line("total gradient by path length", "path length k", "share of the gradient",
+                          [{"name": "paths x gradient", "x": r["lengths"], "y": r["gradient_share_by_length"]}])]
+        return out
+    if name == "lesion":
+        single = [s for s in r["single"]]
+        out = [_line("test error with one block deleted", "deleted block", "error",
+                     [{"name": "one block deleted", "x": list(range(len(single))),
+                       "y": [s["error"] if s["error"] is not None else math.nan for s in single]},
+                      {"name": "intact", "x": [0, len(single) - 1], "y": [r["base_error"]] * 2}]),
+               _line("test error with k random blocks deleted", "k", "mean error",
+                     [{"name": "k deleted", "x": [b["k"] for b in r["by_count"]], "y": [b["error"] for b in r["by_count"]]}])]
+        if r.get("reorder"):
+            out.append(_line("test error of reordered nets", "Kendall's τ", "error",
+                             [{"name": "reordered", "x": [e["kendall_tau"] for e in r["reorder"]],
+                               "y": [e["error"] for e in r["reorder"]], "markers": True}]))
+        return out
+    if name == "interpolate":
+        return [_line("loss from initial (0) to trained (1) weights", "alpha", "loss",
+                      [{"name": "loss", "x": r["alphas"], "y": r["loss"]}], logy=True),
+                _line("accuracy", "alpha", "accuracy", [{"name": "accuracy", "x": r["alphas"], "y": r["accuracy"]}])]
+    if name == "landscape":
+        return [{"kind": "heatmap", "title": f"loss around {r['model']} (filter-normalised directions)",
+                 "xlabel": "direction 1", "ylabel": "direction 2", "x": r["x"], "y": r["y"], "z": r["loss"]}]
+    return []
+
+
+def write_html(result: dict, path: Path) -> Path:
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    ps = panels(result)
+    fig = make_subplots(rows=len(ps), cols=1, subplot_titles=[p["title"] for p in ps],
+                        vertical_spacing=0.25 / max(len(ps), 1))
+    for i, p in enumerate(ps, start=1):
+        if p["kind"] == "heatmap":
+            fig.add_trace(go.Contour(x=p["x"], y=p["y"], z=p["z"], colorscale="Viridis", name="loss"), row=i, col=1)
+        else:
+            for s in p["series"]:
+                fig.add_trace(go.Scatter(x=s["x"], y=s["y"], name=s["name"],
+                                         mode="markers" if s.get("markers") else "lines+markers"), row=i, col=1)
+            if p["logy"]:
+                fig.update_yaxes(type="log", row=i, col=1)
+            if p["logx"]:
+                fig.update_xaxes(type="log", row=i, col=1)
+        fig.update_xaxes(title_text=p["xlabel"], row=i, col=1)
+        fig.update_yaxes(title_text=p["ylabel"], row=i, col=1)
+    fig.update_layout(height=380 * len(ps), width=900, title=f"{result['analysis']}: {result.get('source', '')}")
+    path.write_text(fig.to_html(include_plotlyjs="cdn", full_html=True), encoding="utf-8")
+    return path
+
+
+def _finite(xs, ys, logx, logy):
+    pts = [(x, y) for x, y in zip(xs, ys) if y is not None and math.isfinite(y) and math.isfinite(x)
+           and (not logy or y > 0) and (not logx or x > 0)]
+    return [p[0] for p in pts], [p[1] for p in pts]
+
+
+def write_png(result: dict, path: Path) -> Path:
+    ps = panels(result)
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return _write_png_pillow(ps, path)
+    fig, axes = plt.subplots(len(ps), 1, figsize=(8, 3.6 * len(ps)), squeeze=False)
+    for ax, p in zip(axes[:, 0], ps):
+        if p["kind"] == "heatmap":
+            cs = ax.contourf(p["x"], p["y"], p["z"], levels=30, cmap="viridis")
+            fig.colorbar(cs, ax=ax, label="loss")
+        else:
+            for s in p["series"]:
+                xs, ys = _finite(s["x"], s["y"], p["logx"], p["logy"])
+                ax.plot(xs, ys, "o" if s.get("markers") else "-", label=s["name"], markersize=3)
+            if p["logy"]:
+                ax.set_yscale("log")
+            if p["logx"]:
+                ax.set_xscale("log")
+            if len(p["series"]) > 1:
+                ax.legend(fontsize=7)
+        ax.set_title(p["title"], fontsize=10)
+        ax.set_xlabel(p["xlabel"])
+        ax.set_ylabel(p["ylabel"])
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _write_png_pillow(ps: list[dict], path: Path) -> Path:
+    """Lines on plain axes (no matplotlib): each panel 800x300, its title above, log scales applied."""
+    from PIL import Image, ImageDraw
+
+    colours = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75)]
+    w, h, m = 800, 300, 50
+    img = Image.new("RGB", (w, h * len(ps)), "white")
+    draw = ImageDraw.Draw(img)
+    for i, p in enumerate(ps):
+        top = i * h
+        draw.text((m, top + 8), p["title"], fill="black")
+        draw.rectangle([m, top + 30, w - 20, top + h - 30], outline="black")
+        if p["kind"] != "line":
+            continue
+        tx = (lambda v: math.log10(v)) if p["logx"] else (lambda v: v)
+        ty = (lambda v: math.log10(v)) if p["logy"] else (lambda v: v)
+        pts_all = [(tx(x), ty(y)) for s in p["series"] for x, y in zip(*_finite(s["x"], s["y"], p["logx"], p["logy"]))]
+        if not pts_all:
+            continue
+        x0, x1 = min(q[0] for q in pts_all), max(q[0] for q in pts_all)
+        y0, y1 = min(q[1] for q in pts_all), max(q[1] for q in pts_all)
+        sx = (w - 20 - m) / ((x1 - x0) or 1)
+        sy = (h - 60) / ((y1 - y0) or 1)
+        for j, s in enumerate(p["series"]):
+            xs, ys = _finite(s["x"], s["y"], p["logx"], p["logy"])
+            pts = [(m + (tx(x) - x0) * sx, top + h - 30 - (ty(y) - y0) * sy) for x, y in zip(xs, ys)]
+            if len(pts) > 1:
+                draw.line(pts, fill=colours[j % len(colours)], width=2)
+    img.save(path)
+    return path

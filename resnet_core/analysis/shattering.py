@@ -1,0 +1,148 @@
+"""Shattered gradients (Balduzzi et al. 2017): how the input-gradient changes between nearby inputs.
+
+Along a straight line of inputs between two images, x(t) = (1 - t)·a + t·b, the gradient of one class's
+logit with respect to the input, g(t) = ∂f_c/∂x at x(t), is computed at every point. In a deep plain net
+the gradients of neighbouring inputs are nearly uncorrelated, like white noise ("shattered"); in a residual
+net they stay correlated over long stretches of the line, like a smooth curve, which is what makes them
+useful to a gradient-based optimiser. The measures: the Pearson correlation of g(t_i) and g(t_{i+k}) over
+the input's pixels, averaged over i, for each lag k (k = 1: neighbours; k = 0 is 1 by definition), and
+one pixel's gradient along the line, to be seen.
+
+The gradient of one input must not depend on the others, so BatchNorm runs in eval mode: a trained net
+with its own running statistics; a net at initialisation with statistics measured first on a batch of
+training images (a cumulative average in training mode), the normalisation its first steps would see.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+import torch.nn as nn
+
+from . import register
+from .base import Analysis, AnalysisContext, AnalysisError, depths_setting, int_setting, macs_of
+
+
+def calibrate_bn(model: nn.Module, x: torch.Tensor, batch_size: int = 128) -> nn.Module:
+    """Sets every BN layer's running statistics to those of ``x`` (cumulative average); leaves eval mode."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average: every batch counts equally
+    model.train()
+    with torch.no_grad():
+        for i in range(0, x.shape[0], batch_size):
+            model(x[i:i + batch_size])
+    for m, mom in zip(bns, momenta):
+        m.momentum = mom
+    return model.eval()
+
+
+def gradient_line(model: nn.Module, a: torch.Tensor, b: torch.Tensor, target: int, points: int,
+                  chunk: int = 64, report=None) -> torch.Tensor:
+    """(points, D) gradients of logit ``target`` w.r.t. the input along the line from ``a`` to ``b`` (3, H, W)."""
+    t = torch.linspace(0, 1, points, device=a.device, dtype=a.dtype).view(-1, 1, 1, 1)
+    line = (1 - t) * a.unsqueeze(0) + t * b.unsqueeze(0)                    # (P, 3, H, W)
+    grads = []
+    for i in range(0, points, chunk):
+        x = line[i:i + chunk].detach().requires_grad_(True)
+        with torch.enable_grad():
+            (g,) = torch.autograd.grad(model(x)[:, target].sum(), x)
+        grads.append(g.reshape(g.shape[0], -1))
+        if report is not None:
+            report(min(1.0, (i + chunk) / points))
+    return torch.cat(grads)                                                  # (P, D)
+
+
+def autocorrelation(g: torch.Tensor, max_lag: int) -> torch.Tensor:
+    """Mean Pearson correlation over the D coordinates of rows i and i + k, for k = 0..max_lag: (max_lag+1,)."""
+    g = g.to(torch.float64)
+    c = g - g.mean(1, keepdim=True)
+    c = c / torch.linalg.vector_norm(c, dim=1, keepdim=True).clamp_min(1e-300)
+    out = [(c[: c.shape[0] - k] * c[k:]).sum(1).mean() for k in range(max_lag + 1)]
+    return torch.stack(out)
+
+
+def shattering(model: nn.Module, a, b, target: int, points: int, max_lag: int, report=None) -> dict:
+    g = gradient_line(model, a, b, target, points, report=report)
+    ac = autocorrelation(g, min(max_lag, points - 1))
+    centre = (a.shape[1] // 2) * a.shape[2] + a.shape[2] // 2              # channel 0, centre pixel
+    direction = (b - a).reshape(-1).to(g.dtype)
+    values = torch.cat([ac, g[:, centre], g @ direction]).tolist()
+    k = ac.shape[0]
+    return {"autocorrelation": values[:k], "neighbour_correlation": values[1] if k > 1 else 1.0,
+            "trace": values[k:k + points], "directional_derivative": values[k + points:]}
+
+
+def run(ctx: AnalysisContext, s: dict) -> dict:
+    cfg = ctx.model_config()
+    x, _ = ctx.images(max(s["pair"]) + 1, split="test")
+    if x.shape[0] <= max(s["pair"]):
+        raise AnalysisError(f"pair must index test images below {x.shape[0]}")
+    a, b = x[s["pair"][0]], x[s["pair"][1]]
+    if not 0 <= s["class_index"] < cfg.num_classes:
+        raise AnalysisError(f"class_index must be from 0 to {cfg.num_classes - 1}")
+    calib, _ = ctx.images(s["calibration_images"], split="train")
+    models = []  # (label, depth, residual, trained, model)
+    if ctx.trained_available:
+        models.append(("trained", cfg.depth, cfg.residual, True, ctx.trained().model.eval()))
+        models.append(("at initialisation", cfg.depth, cfg.residual, False, None))
+    depths = depths_setting(s, block=cfg.block) or ([cfg.depth] if not ctx.trained_available else [])
+    for d in depths:
+        for residual in ([cfg.residual, not cfg.residual] if s["twin"] else [cfg.residual]):
+            models.append(("at initialisation", d, residual, False, None))
+    results = []
+    for j, (label, d, residual, trained, model) in enumerate(models):
+        c = dataclasses.replace(cfg, depth=d, residual=residual)
+        if model is None:
+            model = calibrate_bn(ctx.fresh_model(c, s["seed"]), calib)
+        r = shattering(model, a, b, s["class_index"], s["points"], s["max_lag"],
+                       report=lambda f, j=j: ctx.report((j + f) / len(models), f"{c.name} {label}"))
+        results.append({"model": c.name, "depth": d, "residual": residual, "trained": trained, "label": label, **r})
+    return {"t": torch.linspace(0, 1, s["points"]).tolist(), "models": results, "class_index": s["class_index"],
+            "pair": s["pair"], "points": s["points"]}
+
+
+def _check(s: dict) -> None:
+    int_setting(s, "points", 2, 4096)
+    int_setting(s, "max_lag", 1, 4096)
+    int_setting(s, "class_index", 0, 100_000)
+    int_setting(s, "seed", 0, 2**31 - 1)
+    int_setting(s, "calibration_images", 1, 100_000)
+    if not isinstance(s["twin"], bool):
+        raise AnalysisError("twin must be true or false")
+    p = s["pair"]
+    if not isinstance(p, list) or len(p) != 2 or any(not isinstance(i, int) or i < 0 for i in p) or p[0] == p[1]:
+        raise AnalysisError("pair must be two different test image indices, e.g. [0, 1]")
+    depths_setting(s)
+
+
+def _cost(ctx: AnalysisContext, s: dict):
+    cfg = ctx.model_config()
+    depths = depths_setting(s, block=cfg.block) or ([cfg.depth] if not ctx.trained_available else [])
+    archs = 2 if s["twin"] else 1
+    macs = sum(macs_of(dataclasses.replace(cfg, depth=d)) * (3 * s["points"] + s["calibration_images"]) * archs
+               for d in depths)
+    n = len(depths) * archs
+    if ctx.trained_available:
+        macs += macs_of(cfg) * (6 * s["points"] + s["calibration_images"])
+        n += 2
+    return macs, f"{n} nets x {s['points']} inputs x (1 forward + 1 backward)"
+
+
+ANALYSIS = register(Analysis(
+    name="shattering",
+    title="Shattered gradients",
+    caption=(
+        "Balduzzi et al. (2017) follow the gradient of a net's output with respect to its input along a "
+        "line of inputs between two images. In a deep plain net it changes completely from one input to the "
+        "next, like white noise: the gradients are 'shattered' and tell an optimiser little about the "
+        "neighbourhood. In a residual net the gradient of neighbouring inputs stays correlated, like a smooth "
+        "curve. Look at the correlation between neighbours and how slowly it decays with the distance along "
+        "the line: near one for the residual net, near zero for a deep plain one."),
+    needs="either",
+    defaults={"points": 256, "depths": None, "twin": True, "class_index": 0, "pair": [0, 1], "max_lag": 32,
+              "seed": 0, "calibration_images": 256},
+    fn=run, cost=_cost, check=_check,
+))
