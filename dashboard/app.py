@@ -13,6 +13,7 @@ st.set_page_config(page_title="ResNet Lab", page_icon="🧱", layout="wide")
 pages = [
     st.Page(ROOT / "pages" / "train.py", title="Train", icon=":material/model_training:", url_path="train", default=True),
     st.Page(ROOT / "pages" / "compare.py", title="Compare", icon=":material/stacked_line_chart:", url_path="compare"),
+    st.Page(ROOT / "pages" / "why.py", title="Why it works", icon=":material/science:", url_path="why"),
 ]
 if (ROOT / "pages" / "attribution.py").is_file():  # written by another engineer; the app runs either way
     pages.append(st.Page(ROOT / "pages" / "attribution.py", title="Attribution", icon=":material/image_search:", url_path="attribution"))

@@ -1,51 +1,107 @@
-"""One-click experiments from the papers, as lists of RunConfigs built from the user's settings.
-
-The data and training settings (steps, batch, learning rate, seed, device) come from the sidebar; a
-preset only varies the architecture, and every run of a preset shares the seed, hence the batches
-(the core's BatchLoader draws its order from its own seeded generator).
+"""The papers' experiments as the pages use them. The presets themselves (which runs at which scale,
+what to look for, the verdict) are defined once in the core, ``resnet_core.presets``, which
+``python -m resnet_core reproduce`` runs too; here they meet the run store: a preset's runs share a
+``group`` in their config, and a group whose runs have all ended gets the core's verdict.
+No Streamlit here (tests/unit/test_worker.py checks it).
 """
 from __future__ import annotations
 
-import dataclasses
+import functools
+import json
+from dataclasses import dataclass
 
-from resnet_core.config import ModelConfig, RunConfig
+from resnet_core import presets as core
+from resnet_core.config import ConfigError, RunConfig
+from resnet_core.runs import ACTIVE, RunInfo, RunStore
 
-
-def _with_model(base: RunConfig, **model_changes) -> RunConfig:
-    model = dataclasses.replace(base.model, **model_changes)
-    return dataclasses.replace(base, model=model, name="")
+PRESETS = core.PRESETS
 
 
 def twin(base: RunConfig) -> list[RunConfig]:
     """The same configuration as a plain net and as a residual net: plain first, drawn on the left."""
-    return [_with_model(base, residual=False), _with_model(base, residual=True)]
+    return core.build_twin(base)
 
 
-def degradation(base: RunConfig) -> list[RunConfig]:
-    """He et al. 2015, Fig. 6 (left vs right): plain-20, plain-56, ResNet-20, ResNet-56. The deeper
-    plain net trains worse than the shallower one; the deeper ResNet trains better."""
-    return [_with_model(base, block="basic", depth=d, residual=r)
-            for r in (False, True) for d in (20, 56)]
+def preset_of_group(group: str) -> str | None:
+    """The preset a run group was started from: its id is ``key/scale/time`` (core.new_group_id)."""
+    key = (group or "").split("/", 1)[0]
+    return key if key in core.PRESETS else None
 
 
-def shortcut_options(base: RunConfig) -> list[RunConfig]:
-    """He et al. 2015, Table 3: option A (zero-padding identity), B (projections where the shape
-    changes), C (all projections), on ResNet-20."""
-    return [_with_model(base, residual=True, block="basic", depth=20, shortcut=s) for s in ("A", "B", "C")]
+def groups(infos: list[RunInfo]) -> dict[str, list[RunInfo]]:
+    """Stored runs by their config's group, in the order of ``infos`` (the store lists newest first);
+    runs without a group are left out."""
+    out: dict[str, list[RunInfo]] = {}
+    for info in infos:
+        group = (info.config or {}).get("group")
+        if group:
+            out.setdefault(group, []).append(info)
+    return out
 
 
-def pre_vs_post_activation(base: RunConfig) -> list[RunConfig]:
-    """He et al. 2016 ("Identity mappings"): the original post-activation block vs full pre-activation,
-    at the sidebar's depth."""
-    return [_with_model(base, residual=True, preact=p) for p in (False, True)]
+def group_title(group: str, runs: list[RunInfo]) -> str:
+    """"Degradation (Fig. 6) · quick · 2026-11-24 11:40 · 4 runs" for a group id key/scale/YYYYmmdd-HHMMSS."""
+    key, _, rest = group.partition("/")
+    scale, _, when = rest.partition("/")
+    title = core.PRESETS[key].title if key in core.PRESETS else key
+    if len(when) == 15 and when[8] == "-":
+        when = f"{when[:4]}-{when[4:6]}-{when[6:8]} {when[9:11]}:{when[11:13]}"
+    return " · ".join(p for p in (title, scale, when, f"{len(runs)} run{'s' if len(runs) != 1 else ''}") if p)
 
 
-PRESETS = {
-    "Degradation": (degradation, "plain-20, plain-56, ResNet-20, ResNet-56 (the paper's Fig. 6)"),
-    "Shortcut options A/B/C": (shortcut_options, "ResNet-20 with shortcut option A, B and C (Table 3)"),
-    "Post- vs pre-activation": (pre_vs_post_activation, "the original block vs full pre-activation (2016 paper)"),
-}
+@functools.lru_cache(maxsize=512)
+def _summary(root: str, run_id: str, mtime_ns: int, size: int, config_json: str) -> dict:
+    # Keyed by the metrics file's time and size: an ended run is read once, not on every redraw.
+    cfg = RunConfig.from_dict(json.loads(config_json))
+    return core.run_summary(cfg, RunStore(root).read_metrics(run_id))
 
-# Defaults that give a first point within about two seconds on a 2-core CPU and a readable run in
-# a few minutes: ResNet-20 on the embedded shapes, 300 steps of 128 images.
-DEFAULT_MODEL = ModelConfig()
+
+def run_summary(info: RunInfo) -> dict | None:
+    """The core's summary of a stored run (label, arch, depth, final errors, ...); None when unreadable."""
+    try:
+        stat = (info.path / "metrics.jsonl").stat()
+        return _summary(str(info.path.parent), info.run_id, stat.st_mtime_ns, stat.st_size,
+                        json.dumps(info.config, sort_keys=True))
+    except (OSError, ConfigError, TypeError, ValueError, KeyError):
+        return None
+
+
+@dataclass
+class GroupResult:
+    """What the pages show of one preset group."""
+    group: str
+    key: str                         # the preset's key in core.PRESETS
+    title: str
+    what_to_look_for: str
+    runs: list[RunInfo]
+    ended: bool                      # every run has ended (finished, stopped, diverged, failed, ...)
+    summaries: list[dict]            # of the ended runs that could be read
+    verdict: dict | None             # the core's verdict once every run has ended: holds, checks, line
+
+
+def group_result(group: str, runs: list[RunInfo]) -> GroupResult | None:
+    """The preset result of a group of stored runs; None when the group is no preset's."""
+    key = preset_of_group(group)
+    if key is None:
+        return None
+    preset = core.PRESETS[key]
+    ended = all(i.status not in ACTIVE for i in runs)
+    summaries = [s for s in (run_summary(i) for i in runs if i.status not in ACTIVE) if s is not None]
+    verdict = core.verdict(key, summaries) if ended and summaries else None
+    return GroupResult(group, key, preset.title, preset.what_to_look_for, runs, ended, summaries, verdict)
+
+
+def expected_duration(cfgs: list[RunConfig], device: str = "auto") -> str:
+    """The core's estimate of how long these runs take here, one after another, as a person reads it."""
+    return duration_text(core.estimate_seconds(cfgs, device))
+
+
+def duration_text(seconds: float | None) -> str:
+    """An expected duration as a person reads it: "about 40 s", "about 3 min", "about 2.5 h"."""
+    if seconds is None or seconds != seconds:
+        return "duration unknown"
+    if seconds < 90:
+        return f"about {max(1, round(seconds / 5) * 5) if seconds >= 10 else max(1, round(seconds))} s"
+    if seconds < 5400:
+        return f"about {round(seconds / 60)} min"
+    return f"about {seconds / 3600:.1f} h"

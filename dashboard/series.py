@@ -25,6 +25,7 @@ class RunSeries:
     label: str = ""
     residual: bool | None = None
     depth: int | None = None
+    group: str = ""                   # the preset run group (config "group"); "" for a single run
     status: str = ""
     layout: dict = field(default_factory=lambda: {"layers": [], "blocks": [], "stages": []})
     total_steps: int | None = None
@@ -169,6 +170,7 @@ class SeriesCache:
         model = (info.config or {}).get("model", {})
         s.label, s.status = info.label, info.status
         s.residual, s.depth = model.get("residual"), model.get("depth")
+        s.group = (info.config or {}).get("group") or ""
         if info.layout and not s.layout.get("layers"):
             s.layout = info.layout
         if s.total_steps is None:

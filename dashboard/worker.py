@@ -115,6 +115,7 @@ class _Job:
     pause: threading.Event = field(default_factory=threading.Event)
     thread: threading.Thread | None = None
     live: LiveState | None = None
+    resume: dict | None = None        # the checkpoint's training state when the job continues a run
 
     @property
     def run_id(self) -> str:
@@ -162,6 +163,28 @@ class RunManager:
             self._launch_ready()
         return ids
 
+    def resume_run(self, run_id: str) -> str:
+        """Queues a stopped, interrupted or failed run to continue from its last checkpoint, in its own
+        directory (resnet_core/resume.py). Not ``resume``, which un-pauses a training run. Raises
+        ValueError (or CheckpointError) saying why a run cannot continue."""
+        import dataclasses
+
+        from resnet_core.config import DistributedConfig
+        from resnet_core.resume import plan_resume, reopen
+
+        with self._lock:
+            if self.is_active(run_id):
+                raise RuntimeError(f"run {run_id} is already queued or training")
+            plan = plan_resume(self.store, run_id)
+            # Here it continues in one process, whatever number of ranks trained it before.
+            cfg = dataclasses.replace(plan.config, distributed=DistributedConfig())
+            job = _Job(reopen(plan, cfg, status="queued"), resume=plan.state)
+            job.live = LiveState(run_id, step=plan.step)
+            self._queue.append(job)
+            self._groups.append((f"{cfg.label} (resumed)", [run_id]))
+            self._launch_ready()
+        return run_id
+
     def _launch_ready(self) -> None:
         with self._lock:
             while self._queue and len(self._running) < self.max_concurrent:
@@ -188,7 +211,7 @@ class RunManager:
                 job.writer.set_status("failed", error=f"{type(e).__name__}: {e}", finished=time.time())
                 job.writer.close()
                 return
-            execute_run(job.writer, job.stop, job.pause, on_event=on_event, dataset=dataset)
+            execute_run(job.writer, job.stop, job.pause, on_event=on_event, dataset=dataset, resume=job.resume)
         finally:
             live.state = "done"
             with self._lock:

@@ -7,7 +7,7 @@ import os
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, state, widgets
+from dashboard import charts, presets, resume_view, state, widgets
 from dashboard.series import metrics_long_csv
 from resnet_core.runs import ACTIVE
 
@@ -29,8 +29,8 @@ def _table() -> pd.DataFrame:
     rows = []
     for i in infos:
         s = i.summary
-        rows.append({"run": i.run_id, "label": i.label, "status": i.status,
-                     "steps": s.get("steps", s.get("step")),
+        rows.append({"run": i.run_id, "label": i.label, "group": (i.config or {}).get("group") or "",
+                     "status": i.status, "steps": s.get("steps", s.get("step")),
                      "test acc (%)": round(100 * s["test_acc"], 2) if s.get("test_acc") is not None else None,
                      "train loss": s.get("train_loss"),
                      "images/s": round(s["images_per_s"]) if s.get("images_per_s") else None,
@@ -41,8 +41,32 @@ def _table() -> pd.DataFrame:
 with st.expander(f"All {len(infos)} stored runs", expanded=False):
     st.dataframe(_table(), hide_index=True, width="stretch")
 
-st.session_state["compare_runs"] = [r for r in st.session_state.get("compare_runs", [r.run_id for r in infos[:4]])
+run_groups = presets.groups(infos)
+
+
+def _default_selection() -> list[str]:
+    """The newest run's preset group when it has one (a preset is read as a whole), else the 4 newest runs."""
+    newest_group = (infos[0].config or {}).get("group")
+    if newest_group in run_groups:
+        return [i.run_id for i in run_groups[newest_group]]
+    return [r.run_id for r in infos[:4]]
+
+
+def _select_group() -> None:
+    # A callback runs before the script, so the multiselect below still takes the group's runs.
+    group = st.session_state.get("compare_group")
+    if group in run_groups:
+        st.session_state["compare_runs"] = [i.run_id for i in run_groups[group]]
+
+
+st.session_state["compare_runs"] = [r for r in st.session_state.get("compare_runs", _default_selection())
                                     if r in by_id]
+if run_groups:
+    st.selectbox("Select the runs of a preset", list(run_groups), index=None, key="compare_group",
+                 format_func=lambda g: presets.group_title(g, run_groups[g]), on_change=_select_group,
+                 placeholder="Pick a group of runs started together (a paper preset)",
+                 help="Runs started together as a paper preset, from the Train page or `python -m resnet_core "
+                      "reproduce`. Picking one selects all its runs below; its verdict is shown above the charts.")
 selected = st.multiselect("Runs to compare", list(by_id), key="compare_runs",
                           format_func=lambda r: state.run_title(by_id[r]))
 
@@ -65,21 +89,41 @@ def _compare_body():
     if not series:
         st.info("Pick runs above to overlay them.")
         return
+    smoothing, x_axis = widgets.curve_controls("compare_curves")
+    for group in presets.groups(fresh):   # every preset among the selected runs, judged on all its runs
+        members = [store.get(i.run_id) for i in run_groups.get(group, []) if (store.root / i.run_id).is_dir()]
+        result = presets.group_result(group, members)   # read afresh: this panel redraws while runs end
+        if result is not None:
+            widgets.preset_verdict(result)
+            if result.key == "depth-sweep":
+                widgets.plot(charts.depth_sweep_figure(result.summaries), f"cmp_sweep_{group}")
+                st.caption("Each run's training error over its last 10% of steps: the plain line rising with "
+                           "depth is the degradation problem; the residual line stays low.")
+    fig6_smoothing = widgets.FIG6_SMOOTHING   # set by the Fig. 6 slider, drawn right above its chart
+    # Builders, not figures: each is built where it is drawn, after the controls it depends on.
     figs = {
-        "Loss": (charts.loss_figure(series), "Loss against step, one colour per run; dashed: test set."),
-        "Accuracy": (charts.accuracy_figure(series), "Accuracy against step; the higher curve learned more."),
-        "Fig. 6: training error by depth": (charts.fig6_figure(series),
+        "Loss": (lambda: charts.loss_figure(series, smoothing, x_axis),
+                 "Loss against training time, one colour per run (faint: unsmoothed); dashed: test set."),
+        "Accuracy": (lambda: charts.accuracy_figure(series, smoothing, x_axis),
+                     "Accuracy against training time; the higher curve learned more."),
+        "Fig. 6: training error by depth": (lambda: charts.fig6_figure(series, fig6_smoothing, x_axis),
             "The paper's Fig. 6: dashed plain nets, solid residual nets, colour by depth. A deeper plain net's "
             "error stays above the shallower one's (degradation); a deeper residual net's goes below."),
-        "Gradient profile": (charts.grad_profile_figure(series),
+        "Gradient profile": (lambda: charts.grad_profile_figure(series),
             "Last recorded gradient norm per layer, input on the left: a plain net's falls off towards the input."),
-        "Branch response std (Fig. 7)": (charts.branch_std_figure(series),
+        "Branch response std (Fig. 7)": (lambda: charts.branch_std_figure(series),
             "Std of each block's branch F(x) at the last step: residual nets' responses are smaller."),
     }
+    built = {}
     c1, c2 = st.columns(2)
-    for i, (name, (fig, caption)) in enumerate(figs.items()):
+    for i, (name, (build, caption)) in enumerate(figs.items()):
         with (c1 if i % 2 == 0 else c2) if i < 2 else st.container():
-            widgets.plot(fig, f"cmp_{i}")
+            if name.startswith("Fig. 6"):
+                # Its own smoothing, heavier by default: per-batch error is too noisy to read a gap in.
+                fig6_smoothing, _ = widgets.curve_controls("compare_fig6", widgets.FIG6_SMOOTHING,
+                                                           "Fig. 6 smoothing", x_axis=False)
+            built[name] = build()
+            widgets.plot(built[name], f"cmp_{i}")
             st.caption(caption)
 
     st.subheader("Export")
@@ -91,13 +135,15 @@ def _compare_body():
                    "(run_id, label, step, metric, value).")
     with e2:
         which = st.selectbox("Chart", list(figs), key="export_chart")
-        st.download_button("Download chart (HTML)", figs[which][0].to_html(include_plotlyjs="cdn", full_html=True),
+        st.download_button("Download chart (HTML)", built[which].to_html(include_plotlyjs="cdn", full_html=True),
                            file_name="resnet_lab_chart.html", mime="text/html", key="html", icon="⬇️")
         st.caption("An interactive HTML file (loads plotly.js from its CDN). For a PNG, use the camera icon "
                    "that appears at the top right of any chart when you hover over it.")
 
 
 compare_panel()
+
+resume_view.resume_panel(manager, infos)   # Resume a stopped or interrupted run (dashboard/resume_view.py)
 
 st.subheader("Delete a run")
 victim = st.selectbox("Run", list(by_id), key="delete_run", format_func=lambda r: state.run_title(by_id[r]))

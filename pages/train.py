@@ -6,6 +6,7 @@ import os
 import streamlit as st
 
 from dashboard import charts, presets, state, widgets
+from resnet_core import presets as core_presets
 from resnet_core.runs import ACTIVE
 
 st.title("Train plain and residual nets")
@@ -15,7 +16,8 @@ st.caption("Set up a network in the sidebar and press **Start**. A residual net 
 
 manager = state.get_manager()
 store = manager.store
-setup = widgets.run_setup()
+scale, scale_default = widgets.scale_choice()
+setup = widgets.run_setup(scale_default)
 
 
 # --- starting runs ---------------------------------------------------------------------------------
@@ -28,6 +30,18 @@ def _start(cfgs, title):
     _show(manager.start_group(cfgs, title))
 
 
+def _start_preset(key: str) -> None:
+    """A paper preset as the core defines it at the chosen scale, on the sidebar's data set, seed and
+    device, started as one group (the same definition ``python -m resnet_core reproduce`` runs)."""
+    group = core_presets.new_group_id(key, scale)
+    _start(_preset_configs(key, group), presets.PRESETS[key].title)
+
+
+def _preset_configs(key: str, group: str = ""):
+    return core_presets.preset_configs(key, scale, dataset=cfg.data, seed=cfg.train.seed, device=cfg.train.device,
+                                       group=group)
+
+
 if setup.errors:
     st.error("Fix the settings marked in the sidebar to start a run: " + "; ".join(setup.errors.values()), icon="🚫")
 cfg = setup.config
@@ -38,11 +52,24 @@ c2.button("Start twin (plain + residual)", key="start_twin", disabled=not setup.
           on_click=lambda: _start(presets.twin(cfg), f"twin {cfg.model.depth}"),
           help="The same network as a plain and a residual net, same seed and batches, drawn side by side")
 with c3.popover("Experiments from the papers"):
-    st.caption("Each uses the data and training settings of the sidebar; every run shares the seed.")
-    for name, (make, what) in presets.PRESETS.items():
-        st.button(name, key=f"preset_{name}", disabled=not setup.ok, help=what,
-                  on_click=lambda make=make, name=name: _start(make(cfg), name))
-        st.caption(what)
+    st.caption(f"Each runs at the **{scale}** scale ({widgets.scale_summary(core_presets.preset_base(scale))}) "
+               "on the sidebar's "
+               "data set, seed and device, every run with the same seed and batches, as one group. "
+               "`python -m resnet_core reproduce` runs the same definitions from the command line.")
+    for key, preset in presets.PRESETS.items():
+        runs = _preset_configs(key) if setup.ok else []
+        st.button(preset.title, key=f"preset_{key}", disabled=not setup.ok, help=preset.what_to_look_for,
+                  on_click=_start_preset, args=(key,))
+        if runs:
+            st.caption(f"{len(runs)} runs ({', '.join(r.label for r in runs)}), "
+                       f"{presets.expected_duration(runs, cfg.train.device)}. Look for: {preset.what_to_look_for}")
+        else:
+            st.caption(f"Look for: {preset.what_to_look_for}")
+if setup.ok:
+    st.caption(f"Expected duration on this machine: **Start** ({cfg.label}) "
+               f"{presets.expected_duration([cfg], cfg.train.device)}, "
+               f"**Start twin** {presets.expected_duration(presets.twin(cfg), cfg.train.device)} "
+               f"({scale} scale; runs beyond {manager.max_concurrent} at once queue).")
 
 
 # --- which runs this page shows -------------------------------------------------------------------
@@ -153,6 +180,33 @@ def _features(s):
         widgets.plot(charts.feature_block_figure(maps, block, step), f"fmb_{s.run_id}")
 
 
+def _preset_results(fresh, series, x_axis: str) -> None:
+    """For each paper preset among the shown runs: what to look for, its one-line verdict once all
+    its runs have ended, and its own chart (Fig. 6, or error against depth for the depth sweep)."""
+    shown_groups = presets.groups(fresh)
+    if not shown_groups:
+        return
+    # The whole group from the store, not only the runs shown: the verdict needs every run of it.
+    whole = presets.groups(store.list())
+    by_id = {s.run_id: s for s in series}
+    for group in shown_groups:
+        result = presets.group_result(group, whole.get(group, shown_groups[group]))
+        if result is None:
+            continue
+        widgets.preset_verdict(result)
+        group_series = [by_id[i.run_id] for i in result.runs if i.run_id in by_id]
+        if result.key == "depth-sweep":
+            widgets.plot(charts.depth_sweep_figure(result.summaries), f"sweep_{group}")
+            st.caption("Each run's training error over its last 10% of steps, once it has ended: the plain line "
+                       "rising with depth is the degradation problem; the residual line stays low.")
+        if result.key in ("fig6", "depth-sweep") and group_series:
+            fig6_smoothing, _ = widgets.curve_controls(f"train_fig6_{group}", widgets.FIG6_SMOOTHING,
+                                                       "Fig. 6 smoothing", x_axis=False)
+            widgets.plot(charts.fig6_figure(group_series, fig6_smoothing, x_axis), f"fig6_{group}")
+            st.caption("Training error (smoothed; faint: raw), dashed plain and solid residual, colour by depth; "
+                       "diamonds: test error.")
+
+
 VIEWS = ["Gradients", "Branch responses", "Feature maps", "Activations"]
 
 
@@ -176,18 +230,21 @@ def _live_body(shown: list[str]) -> list[tuple[str, int]]:
         return states
     ordered = _pair_order(series)
 
+    smoothing, x_axis = widgets.curve_controls("train_curves")
+    _preset_results(fresh, series, x_axis)
     c1, c2 = st.columns(2)
     with c1:
-        widgets.plot(charts.loss_figure(series), "loss")
-        st.caption("Loss should fall. Solid: training batches; dashed with dots: held-out test images.")
+        widgets.plot(charts.loss_figure(series, smoothing, x_axis), "loss")
+        st.caption("Loss should fall. Solid: training batches (smoothed; faint: raw); dashed with dots: "
+                   "held-out test images.")
     with c2:
-        widgets.plot(charts.accuracy_figure(series), "acc")
+        widgets.plot(charts.accuracy_figure(series, smoothing, x_axis), "acc")
         st.caption("Share of images classified right. A deep plain net climbs slower than its residual twin.")
 
     view = st.segmented_control("Look inside the networks", VIEWS, default="Gradients", key="view") or "Gradients"
     if view == "Gradients":
         zrange = charts.grad_norm_range(ordered)
-        _side_by_side(ordered, lambda s: widgets.plot(charts.grad_norm_heatmap(s, zrange), f"gh_{s.run_id}"))
+        _side_by_side(ordered, lambda s: widgets.plot(charts.grad_norm_heatmap(s, zrange, x_axis), f"gh_{s.run_id}"))
         st.caption("How strongly each layer is being updated (colour, log scale, same scale for all runs). "
                    "In a deep plain net the layers near the input (top rows) go dark: their gradients vanish.")
         widgets.plot(charts.grad_profile_figure(ordered), "gprofile")
@@ -197,7 +254,8 @@ def _live_body(shown: list[str]) -> list[tuple[str, int]]:
         widgets.plot(charts.branch_std_figure(ordered), "bstd")
         st.caption("How much each block's own computation F(x) outputs (std, Fig. 7 of the paper). Residual blocks "
                    "respond less than plain ones: they only learn a small correction to their input.")
-        _side_by_side(ordered, lambda s: widgets.plot(charts.branch_ratio_figure(s), f"br_{s.run_id}"))
+        _side_by_side(ordered, lambda s: widgets.plot(charts.branch_ratio_figure(s, smoothing, x_axis),
+                                                      f"br_{s.run_id}"))
         st.caption("‖F(x)‖/‖x‖ for each block over time: below 1, a block nudges its input rather than replacing it.")
     elif view == "Feature maps":
         _side_by_side(ordered, _features)
@@ -207,11 +265,11 @@ def _live_body(shown: list[str]) -> list[tuple[str, int]]:
     else:
         c1, c2 = st.columns(2)
         with c1:
-            widgets.plot(charts.activation_figure(ordered, "act_std"), "actstd")
+            widgets.plot(charts.activation_figure(ordered, "act_std", smoothing, x_axis), "actstd")
             st.caption("Spread of activations at each stage's output (solid stage 1, dashed 2, dotted 3): "
                        "exploding or collapsing values mean the signal is not passing through the depth.")
         with c2:
-            widgets.plot(charts.dead_relu_figure(ordered), "dead")
+            widgets.plot(charts.dead_relu_figure(ordered, smoothing, x_axis), "dead")
             st.caption("Channels whose ReLU outputs zero for every image of the batch. They no longer learn; "
                        "a rising share is a sign of a too high learning rate or a bad initialisation.")
     return states

@@ -104,3 +104,30 @@ def test_delete_asks_for_confirmation_and_refuses_active_runs(compare_page, runs
         assert at.button(key="delete").disabled
     finally:
         manager.shutdown(timeout=60)
+
+
+def _figure(at, title: str) -> dict:
+    import json
+
+    for chart in at.get("plotly_chart"):
+        spec = json.loads(chart.proto.spec)
+        if title in spec["layout"]["title"]["text"]:
+            return spec
+    raise AssertionError(f"no chart titled {title!r}")
+
+
+def test_smoothing_and_x_axis_controls_change_the_curves(compare_page):
+    at = compare_page.run()
+    smoothing = at.slider(key="compare_curves_smoothing")
+    assert smoothing.value == pytest.approx(0.6)
+    assert at.slider(key="compare_fig6_smoothing").value == pytest.approx(0.9)   # Fig. 6 smoothed by default
+    loss = _figure(at, "Loss")
+    raw = [t for t in loss["data"] if t["name"].endswith("(raw)")]
+    assert len(raw) == 2 and all(t["opacity"] < 1 for t in raw)   # one faint raw curve behind each run's
+    smoothing.set_value(0.0).run()
+    assert not at.exception
+    assert not [t for t in _figure(at, "Loss")["data"] if t["name"].endswith("(raw)")]
+    assert [t for t in _figure(at, "Training error by depth")["data"] if t["name"].endswith("(raw)")]
+    at.segmented_control(key="compare_curves_x_axis").set_value("time").run()
+    assert not at.exception
+    assert _figure(at, "Accuracy")["layout"]["xaxis"]["title"]["text"].startswith("wall time")

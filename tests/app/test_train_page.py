@@ -2,6 +2,7 @@
 and a tiny run started from the page produces metrics and charts."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -35,12 +36,23 @@ def tiny_page(steps: int = 10) -> AppTest:
     return at.run()
 
 
+def _chart(at, title: str) -> dict:
+    for chart in at.get("plotly_chart"):
+        spec = json.loads(chart.proto.spec)
+        if spec["layout"]["title"]["text"] == title:
+            return spec
+    raise AssertionError(f"no chart titled {title!r}")
+
+
+def _trace_names(at, title: str) -> list[str]:
+    return [t["name"] for t in _chart(at, title)["data"]]
+
+
 def test_page_renders_with_its_controls(runs_dir):
     at = AppTest.from_file(PAGE, default_timeout=60).run()
     assert not at.exception
     keys = {b.key for b in at.button}
-    assert {"start", "start_twin", "preset_Degradation", "preset_Shortcut options A/B/C",
-            "preset_Post- vs pre-activation"} <= keys
+    assert {"start", "start_twin", "preset_fig6", "preset_options", "preset_preact", "preset_depth-sweep"} <= keys
     for key in ("model_kind", "block", "shortcut", "length_unit"):
         assert at.radio(key=key)
     for key in ("depth_basic", "init", "data_name", "device", "schedule"):
@@ -81,6 +93,14 @@ def test_a_tiny_run_started_from_the_page_produces_metrics_and_charts(runs_dir):
     charts = at.get("plotly_chart")
     assert len(charts) >= 4          # loss, accuracy, gradient heatmap, gradient profile
     assert any("step 10/10" in p.proto.text for p in at.get("progress"))
+    # Smoothing: on by default with the raw curve faint behind; at 0 only the raw curve is left.
+    assert at.slider(key="train_curves_smoothing").value == pytest.approx(0.6)
+    label = manager.store.get(run_id).label
+    assert _trace_names(at, "Loss") == [f"{label} train (raw)", f"{label} train", f"{label} test"]
+    at.slider(key="train_curves_smoothing").set_value(0.0).run()
+    assert _trace_names(at, "Loss") == [f"{label} train", f"{label} test"]
+    at.segmented_control(key="train_curves_x_axis").set_value("epoch").run()
+    assert _chart(at, "Accuracy")["layout"]["xaxis"]["title"]["text"].startswith("epoch")
     at.segmented_control(key="refresh").set_value("1 s").run()
     assert not at.exception and len(at.get("plotly_chart")) >= 4
     for view in ("Branch responses", "Feature maps", "Activations"):
@@ -134,3 +154,87 @@ def test_failed_and_diverged_runs_show_why_without_a_traceback(runs_dir, tmp_pat
     assert manager.store.get(diverged).status == "diverged"
     assert any("diverged at step" in w.value for w in at.warning)
     assert at.get("plotly_chart")   # its curves up to the divergence are still drawn
+
+
+def test_scale_is_picked_for_the_device_said_and_sets_the_sidebar(runs_dir):
+    from resnet_core import presets as core
+
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    assert not at.exception
+    picked = core.default_scale("auto")
+    assert at.radio(key="scale").value == picked
+    assert any(c.value.startswith(f"**{picked}** picked: ") for c in at.sidebar.caption)
+
+    def sidebar_matches(cfg):
+        assert at.select_slider(key="width").value == cfg.model.width
+        assert at.select_slider(key="image_size").value == cfg.data.image_size
+        assert at.number_input(key="steps").value == cfg.train.steps
+        assert at.select_slider(key="batch_size").value == cfg.train.batch_size
+        assert at.number_input(key="warmup_steps").value == cfg.train.warmup_steps
+        assert at.number_input(key="lr").value == pytest.approx(cfg.train.lr)
+        assert at.number_input(key="log_every").value == cfg.train.log_every
+
+    sidebar_matches(core.scale_config(picked))
+    other = next(s for s in core.SCALES if s != picked)
+    at.radio(key="scale").set_value(other).run()
+    assert not at.exception
+    sidebar_matches(core.scale_config(other))
+    assert any(c.value.startswith(f"**{other}** chosen ({picked} is the default") for c in at.sidebar.caption)
+    at.radio(key="scale").set_value("quick").run()
+    # What the quick scale changes shows in the label of what Start trains, and stays editable.
+    start_caption = lambda: next(c.value for c in at.caption if c.value.startswith("Expected duration"))  # noqa: E731
+    quick = core.scale_config("quick")
+    assert f"**Start** ({quick.label})" in start_caption()
+    at.select_slider(key="width").set_value(0.5)
+    at.select_slider(key="image_size").set_value(16).run()
+    assert f"**Start** ({quick.model.name.split(' ')[0]} w0.5 16px) " in start_caption()
+
+
+def test_the_default_start_on_a_cpu_is_the_quick_scale_run(runs_dir):
+    from resnet_core import presets as core
+
+    if core.default_scale("auto") != "quick":
+        pytest.skip("a CUDA GPU is here: the default is the paper scale")
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    at.button(key="start").click().run()
+    (run_id,) = at.session_state["shown_runs"]
+    manager = RunManager.shared(runs_dir)
+    manager.stop(run_id)
+    manager.wait([run_id], timeout=120)
+    stored = manager.store.get(run_id).config
+    expected = core.scale_config("quick").to_dict()
+    for section in ("model", "data"):
+        assert stored[section] == expected[section], section
+    for field in ("steps", "batch_size", "lr", "warmup_steps", "schedule", "eval_every", "log_every"):
+        assert stored["train"][field] == expected["train"][field], field
+
+
+def test_preset_popover_lists_the_four_presets_with_what_to_look_for_and_duration(runs_dir):
+    import re
+
+    from resnet_core import presets as core
+
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    labels = {b.key: b.label for b in at.button}
+    for key, preset in core.PRESETS.items():
+        assert labels[f"preset_{key}"] == preset.title
+        (caption,) = [c.value for c in at.caption if c.value.endswith(f"Look for: {preset.what_to_look_for}")]
+        n = len(core.preset_configs(key, "quick"))
+        assert caption.startswith(f"{n} runs (")
+        assert re.search(r", about [\d.]+ (s|min|h)\. Look for", caption), caption
+    assert len(core.PRESETS) == 4
+    assert any(re.match(r"Expected duration on this machine: \*\*Start\*\* \(.+\) about [\d.]+ (s|min|h)", c.value)
+               for c in at.caption)
+
+
+def test_a_preset_started_from_the_page_is_one_group_with_one_seed(runs_dir):
+    at = tiny_page(steps=2)
+    at.button(key="preset_preact").click().run()
+    ids = at.session_state["shown_runs"]
+    manager = RunManager.shared(runs_dir)
+    manager.stop_all()
+    assert manager.wait(ids, timeout=120)
+    configs = [manager.store.get(r).config for r in ids]
+    assert len(configs) == 2 and [c["model"]["preact"] for c in configs] == [False, True]
+    assert len({c["group"] for c in configs}) == 1 and configs[0]["group"].startswith("preact/")
+    assert len({c["train"]["seed"] for c in configs}) == 1

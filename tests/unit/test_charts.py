@@ -151,7 +151,10 @@ def test_metrics_tail_reads_only_new_complete_lines(tmp_path):
 @pytest.mark.parametrize("build", [charts.loss_figure, charts.accuracy_figure, charts.grad_profile_figure,
                                    charts.branch_std_figure, charts.dead_relu_figure, charts.fig6_figure,
                                    lambda runs: charts.grad_norm_heatmap(runs[0]),
-                                   lambda runs: charts.branch_ratio_figure(runs[0])])
+                                   lambda runs: charts.branch_ratio_figure(runs[0], 0.6, "epoch"),
+                                   lambda runs: charts.loss_figure(runs, 0.9, "time"),
+                                   lambda runs: charts.depth_sweep_figure([{"arch": "plain", "depth": 20,
+                                                                            "final_train_error": 0.2}])])
 def test_live_charts_have_fixed_margins_and_keep_a_users_zoom(build):
     """Axis automargin measures every tick label on each redraw, once a second: it stays off, and
     uirevision keeps zoom and legend clicks across those redraws."""
@@ -160,3 +163,83 @@ def test_live_charts_have_fixed_margins_and_keep_a_users_zoom(build):
     axes = [k for k in layout if k.startswith(("xaxis", "yaxis"))]
     assert axes and all(layout[k].get("automargin") is False for k in axes), fig.layout.title.text
     assert fig.layout.uirevision
+
+
+# --- smoothing and the x-axis choice ----------------------------------------------------------------
+def test_smoothed_curve_is_the_ema_of_the_data_with_the_raw_curve_faint_behind():
+    from resnet_core.curves import ema
+
+    s = fake_series(steps=50)
+    fig = charts.loss_figure([s], smoothing=0.8)
+    raw, smoothed = [t for t in fig.data if t.mode == "lines"]
+    np.testing.assert_allclose(smoothed.y, ema(s.scalars["train_loss"], 0.8))
+    np.testing.assert_allclose(raw.y, s.scalars["train_loss"])
+    assert raw.opacity == charts.RAW_OPACITY and raw.showlegend is False
+    assert raw.line.color == smoothed.line.color
+    # the hand computation: debiased EMA of the first two points
+    v0, v1 = s.scalars["train_loss"][:2]
+    assert smoothed.y[1] == pytest.approx((0.8 * 0.2 * v0 + 0.2 * v1) / (1 - 0.8 ** 2))
+
+
+def test_no_smoothing_draws_only_the_raw_curve():
+    s = fake_series(steps=50)
+    fig = charts.accuracy_figure([s], smoothing=0.0)
+    (line,) = [t for t in fig.data if t.mode == "lines"]
+    np.testing.assert_allclose(line.y, 100 * s.scalars["train_acc"])
+    assert line.opacity is None
+
+
+def test_smoothing_runs_before_decimation():
+    from resnet_core.curves import ema
+
+    s = fake_series(steps=2000)
+    fig = charts.fig6_figure([s], smoothing=0.9)
+    smoothed = [t for t in fig.data if t.mode == "lines" and t.showlegend is not False][0]
+    _, expected = charts.decimate(s.step, ema(100 * (1 - s.scalars["train_acc"]), 0.9), 200)
+    assert len(smoothed.y) == 200
+    np.testing.assert_allclose(smoothed.y, expected)
+
+
+def test_a_zoom_is_kept_across_redraws_but_not_across_an_x_axis_switch():
+    s = fake_series()
+    assert charts.loss_figure([s], 0.6).layout.uirevision == charts.loss_figure([s], 0.0).layout.uirevision
+    by_step, by_epoch = charts.loss_figure([s], 0.6, "step"), charts.loss_figure([s], 0.6, "epoch")
+    assert by_step.layout.uirevision != by_epoch.layout.uirevision
+
+
+@pytest.mark.parametrize("x_axis,field", [("epoch", "epoch"), ("time", "t")])
+def test_x_axis_switch_uses_epoch_or_wall_time(x_axis, field):
+    s = fake_series(steps=30)
+    s.scalars["epoch"] = s.step / 10.0
+    s.scalars["t"] = np.cumsum(np.full(30, 0.25))
+    for fig in (charts.loss_figure([s], 0.5, x_axis), charts.fig6_figure([s], 0.5, x_axis),
+                charts.branch_ratio_figure(s, 0.5, x_axis), charts.dead_relu_figure([s], 0.5, x_axis)):
+        lines = [t for t in fig.data if t.mode == "lines"]
+        np.testing.assert_allclose(lines[0].x, s.scalars[field])
+        assert fig.layout.xaxis.title.text == charts.X_AXES[x_axis][1]
+    # test points sit at the x of their step: eval at steps 10 and 20
+    test = [t for t in charts.loss_figure([s], 0.5, x_axis).data if t.mode == "lines+markers"][0]
+    np.testing.assert_allclose(test.x, s.scalars[field][[9, 19]])
+    np.testing.assert_allclose(charts.grad_norm_heatmap(s, x_axis=x_axis).data[0].x, s.scalars[field])
+
+
+def test_x_axis_falls_back_to_steps_without_the_field():
+    s = fake_series(steps=10)
+    s.scalars["t"] = np.full(10, np.nan)
+    np.testing.assert_allclose(charts.x_values(s, "time"), s.step)
+
+
+def test_depth_sweep_draws_final_error_against_depth_plain_dashed():
+    summaries = [{"arch": a, "depth": d, "final_train_error": e, "label": f"{a}-{d}"}
+                 for a, d, e in (("plain", 8, 0.10), ("plain", 20, 0.15), ("plain", 56, 0.80),
+                                 ("resnet", 8, 0.09), ("resnet", 20, 0.08), ("resnet", 56, 0.05),
+                                 ("resnet", 56, 0.07))]   # two seeds of resnet-56
+    fig = charts.depth_sweep_figure(summaries)
+    assert_titled(fig)
+    plain = next(t for t in fig.data if t.name == "plain")
+    resnet = next(t for t in fig.data if t.name == "residual")
+    assert list(plain.x) == [8, 20, 56] and plain.line.dash == "dash"
+    np.testing.assert_allclose(plain.y, [10, 15, 80])
+    np.testing.assert_allclose(resnet.y, [9, 8, 6])              # the mean of the two resnet-56 seeds
+    assert any(t.name == "residual, each run" and len(t.x) == 4 for t in fig.data)
+    assert charts.depth_sweep_figure([]).layout.annotations   # nothing finished yet: says so

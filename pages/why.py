@@ -1,0 +1,489 @@
+"""Why it works: the arguments of He et al. and Veit et al. made visible without waiting for training:
+gradient flow at any depth, shattered gradients, the unrolled ensemble and lesions, loss landscapes.
+
+Every analysis is ``resnet_core.analysis``'s (the CLI's ``analyze`` runs the same); this page picks
+models and settings, runs them in the worker (``dashboard/analysis_view.py``) and draws the result."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from dashboard import analysis_charts as charts
+from dashboard import analysis_view as view
+from dashboard.widgets import available_devices, cifar_root, plot
+from resnet_core.config import INITS, SHORTCUTS, ConfigError, ModelConfig, valid_depths
+from resnet_core.runs import default_runs_dir
+
+ORDER = ["gradient-flow", "shattering", "paths", "lesion", "interpolate", "landscape"]
+TAB_TITLES = {"gradient-flow": "Gradient flow", "shattering": "Shattered gradients", "paths": "Paths",
+              "lesion": "Lesions", "interpolate": "1-D interpolation", "landscape": "Loss landscape"}
+CAPTIONS = {
+    "gradient-flow": (
+        "Training adjusts every layer by the gradient that reaches it from the loss, passed backwards "
+        "through every layer above it. In a plain net that signal is multiplied by each layer's Jacobian in "
+        "turn, so after a hundred layers it has been multiplied a hundred times and has exploded or faded. "
+        "A residual block computes x + F(x): its Jacobian is 1 + J_F, and the \"+1\", the identity path, "
+        "hands the gradient on unchanged whatever F does (He et al. 2016). This runs one forward and one "
+        "backward pass at initialisation, no training needed. Look for: the plain nets' gradient norm "
+        "changing by orders of magnitude from the output to the input, and the residual nets' staying within "
+        "a small factor; the ratio of input to output gradient running away with depth for plain nets only; "
+        "and how little of the gradient passes through the branches."),
+    "shattering": (
+        "Balduzzi et al. 2017: walk in a straight line from one image to another and record, at each of the "
+        "inputs on the way, the gradient of one class score with respect to the input. In a deep plain net "
+        "that gradient jumps about like white noise from one input to the next (it is \"shattered\"): it "
+        "says nothing about the neighbourhood, so gradient descent has nothing to follow. A residual net's "
+        "stays a smooth curve. Look for: the plain curves' autocorrelation falling to zero at lag 1 and "
+        "the residual curves' staying high over many lags."),
+    "paths": (
+        "Veit et al. 2016: unrolling x_{i+1} = x_i + F(x_i) over n blocks writes the output as a sum over "
+        "2ⁿ paths, each passing through the branch of some blocks and the shortcut of the others. Path "
+        "lengths follow a Binomial(n, 1/2): most paths are of medium length. Yet the gradient a path carries "
+        "shrinks fast with its length, so the gradient that trains the net comes mostly from short paths: a "
+        "deep ResNet behaves like an ensemble of fairly shallow nets. Look for: where the third panel "
+        "(share × gradient) peaks, far left of the first panel's peak."),
+    "lesion": (
+        "If a ResNet is an ensemble of paths, deleting one block removes only some of them, and the net "
+        "should survive (Veit et al. 2016): the block is replaced by its shortcut. In a plain net every "
+        "signal goes through every layer, so removing any layer is catastrophic. Look for: the residual "
+        "net's error staying near its base line for most single deletions (downsampling blocks, ▲, hurt "
+        "more), the error rising smoothly, not abruptly, with the number of deleted blocks, and reordering "
+        "blocks costing little when the order is nearly kept (Kendall's τ near 1)."),
+    "interpolate": (
+        "Goodfellow et al. 2015: follow the straight line in weight space from the initial weights (α = 0) "
+        "to the trained ones (α = 1) and beyond. A smooth descent without bumps means training had a simple "
+        "road to travel; residual nets tend to show one. Runs save their initial weights "
+        "(checkpoints/init.pt) from now on; runs trained before that cannot be interpolated."),
+    "landscape": (
+        "Li et al. 2018: the loss around the trained weights along two random directions, each filter of a "
+        "direction scaled to the norm of the matching filter of the weights (so nets of different scale "
+        "compare). Without shortcuts, deep nets have chaotic landscapes full of ridges and holes; with them "
+        "the minimum sits in a wide smooth bowl, which is easy to find by gradient descent. Look for: a "
+        "plain net and its residual twin side by side on one colour scale, concentric contours for the "
+        "residual net."),
+}
+ALL_DEPTHS = valid_depths("basic")
+SWEEP_DEPTHS = [8, 20, 56, 110, 218, 434, 1202]
+
+st.title("Why it works")
+st.caption("Why residual connections make deep nets trainable, shown on your machine: each tab runs one "
+           "experiment from the papers on nets at initialisation, runs trained here or the community "
+           "checkpoints, in the background, with a progress bar and Cancel. Numbers are cached, so coming "
+           "back to a tab shows its last result at once.")
+service = view.AnalysisService.shared()
+root = str(default_runs_dir().resolve())
+state = st.session_state
+analyses = view.available()
+RUNS = view.stored_runs(root)   # every stored run with a checkpoint, read once per rerun
+
+with st.expander("Images and device", expanded=False):
+    c1, c2 = st.columns(2)
+    cifar = cifar_root()
+    data_names = ["Embedded shapes"] + (["CIFAR-10"] if cifar else [])
+    data_pick = c1.radio("Images for analyses of nets at initialisation", data_names, horizontal=True,
+                         key="why_data", help="Trained runs are analysed on their own data set.")
+    devices, found = available_devices()
+    device = c2.selectbox("Device", [d for d in devices if d != "auto"], key="why_device",
+                          help=f"Found here: {found}.")
+INIT_DATA = {"name": "cifar10", "path": cifar, "download": False} if data_pick == "CIFAR-10" else None
+# The community checkpoints are CIFAR-10 models: evaluated on anything else, their errors would mean nothing.
+CKPT_DATA = {"name": "cifar10", "path": cifar, "download": False} if cifar else None
+NO_CIFAR = ("The community checkpoints are CIFAR-10 models and CIFAR-10 is not on this machine: extract "
+            "cifar-10-python.tar.gz into data/ (or set RESNET_LAB_DATA) to analyse them on their own images.")
+
+
+def run_choice_label(r: dict) -> str:
+    return f"{'residual' if r['residual'] else 'plain'} · {r['label']} · {r['status']} · {r['run_id']}"
+
+
+# --- running and showing ---------------------------------------------------------------------------------
+
+@st.fragment(run_every=0.5)
+def progress_panel(name: str, keys: list[str]) -> None:
+    jobs = [j for j in (service.job(k) for k in keys) if j is not None and j.active]
+    if not jobs:
+        st.rerun()  # every job finished: redraw the page with the results
+    for j in jobs:
+        st.progress(j.progress, text=j.progress_text())
+    if st.button("Cancel", key=f"why_{name}_cancel"):
+        service.cancel(keys)
+        st.rerun()
+
+
+@st.fragment(run_every=0.5)
+def estimate_panel(requests: list[view.Request]) -> None:
+    if view.ESTIMATES.summary(requests, device)[0] != "pending":
+        st.rerun()  # the estimate (or its refusal) is in: show it where it belongs
+    st.caption("Estimating the cost ...")
+
+
+def run_panel(name: str, requests: list[view.Request], draw, problem: str | None = None) -> None:
+    """Cost estimate, Start, progress and Cancel, errors, and the last complete result with its exports."""
+    started_key, shown_key = f"why_{name}_requests", f"why_{name}_shown"
+    if problem:
+        st.info(problem)
+    startable = False
+    if requests and not problem:
+        verdict, text = view.ESTIMATES.summary(requests, device)
+        if verdict == "failed":
+            st.error(text)
+        elif verdict == "ready":
+            st.caption(text)
+        else:
+            estimate_panel(requests)
+        startable = verdict != "failed"   # an estimate still being worked out does not hold Start back
+    if st.button("Start", key=f"why_{name}_start", type="primary", disabled=not startable):
+        # What this tab started before and no longer asks for would only hold the worker up.
+        keys = {r.key for r in requests}
+        service.cancel([r.key for r in state.get(started_key) or [] if r.key not in keys])
+        for r in requests:
+            service.forget(r.key)  # a failed or cancelled earlier attempt may run again
+            view.submit(service, r, root, device)
+        state[started_key] = requests
+
+    started = state.get(started_key) or []
+    pending = []
+    for r in started:
+        job = service.job(r.key)
+        if service.result(r.key) is not None:
+            continue
+        if job is None:       # the server restarted, or the result was evicted: nothing to show for it
+            continue
+        if job.state == "failed":
+            st.error(f"{r.label}: {job.error}")
+        elif job.state == "cancelled":
+            st.warning(f"{r.label}: cancelled.")
+        else:
+            pending.append(r.key)
+    if pending:
+        progress_panel(name, pending)
+    results = {r.label: service.result(r.key) for r in started}
+    if started and all(v is not None for v in results.values()):
+        # Kept in the session: a later failure, a cancel or the worker's LRU evicting it does not lose it.
+        state[shown_key] = ([r.key for r in started], results)
+
+    shown_keys, shown = state.get(shown_key) or ([], None)
+    if not shown:
+        return
+    if shown_keys != [r.key for r in requests]:
+        st.caption("Showing the last complete result, not the settings above: press Start to run those.")
+    try:
+        figures = draw(shown)
+    except (KeyError, TypeError, ValueError, IndexError) as e:
+        st.error(f"The result could not be drawn ({type(e).__name__}: {view.one_line(e)}).")
+        return
+    with st.expander("Export"):
+        c1, c2 = st.columns(2)
+        c1.download_button("Download result (CSV)", view.result_csv(shown), file_name=f"resnet_lab_{name}.csv",
+                           mime="text/csv", key=f"why_{name}_csv")
+        c1.caption("One row per number: model, field, value. For a PNG use the camera icon of a chart.")
+        if figures:
+            which = c2.selectbox("Chart", list(figures), key=f"why_{name}_export_chart")
+            c2.download_button("Download chart (HTML)",
+                               figures[which].to_html(include_plotlyjs="cdn", full_html=True),
+                               file_name=f"resnet_lab_{name}.html", mime="text/html", key=f"why_{name}_html")
+
+
+def show(figures: dict, name: str, captions: dict | None = None) -> dict:
+    for i, (title, fig) in enumerate(figures.items()):
+        plot(fig, f"why_{name}_fig_{i}")
+        if captions and title in captions:
+            st.caption(captions[title])
+    return figures
+
+
+def section(name: str, body) -> None:
+    st.caption(CAPTIONS[name])
+    if name not in analyses:
+        st.info(f"This analysis (`{name}`) is not available in this version of resnet_core.")
+        return
+    body(name)
+
+
+# --- 1. gradient flow ---------------------------------------------------------------------------------
+
+def gradient_flow(name: str) -> None:
+    c1, c2, c3 = st.columns([1, 2, 1])
+    arch = c1.radio("Nets", ["both", "residual", "plain"], horizontal=True, key="why_gf_arch")
+    depths = c2.multiselect("Depths", ALL_DEPTHS, default=[20, 56, 110], key="why_gf_depths",
+                            help="Depth 6n+2; the paper's CIFAR nets: 20 to 110, and 1202. "
+                                 "One forward and backward pass each.")
+    batch = c3.number_input("Batch (images)", 1, 256, 16, key="why_gf_batch")
+    c2.button("The papers' depths: 8, 20, 56, 110, 218, 434, 1202", key="why_gf_sweep",
+              on_click=lambda: state.update(why_gf_depths=SWEEP_DEPTHS, why_gf_batch=8),
+              help="Plain and residual nets at the depths of the paper's Table 6 and Fig. 6, at a batch of 8: "
+                   "a 1,202-layer net costs as much as about 60 ResNet-20s, and the estimate says how long here.")
+    c4, c5, c6, c7 = st.columns(4)
+    bn = c4.checkbox("BatchNorm", True, key="why_gf_bn")
+    preact = c5.checkbox("Pre-activation", False, key="why_gf_preact")
+    init = c6.selectbox("Init", INITS, key="why_gf_init")
+    shortcut = c7.selectbox("Shortcut", SHORTCUTS, key="why_gf_shortcut")
+    kinds = {"both": [False, True], "residual": [True], "plain": [False]}[arch]
+    requests, problem = [], None if depths else "Pick at least one depth."
+    try:
+        for residual in kinds:
+            for depth in sorted(depths):
+                cfg = ModelConfig(depth=depth, residual=residual, batchnorm=bn, preact=preact, init=init,
+                                  shortcut=shortcut)
+                requests.append(view.Request(name, cfg.name + ("" if bn else " no-BN"), config=cfg.to_dict(),
+                                             settings={"batch_size": int(batch)},
+                                             data=INIT_DATA))
+    except ConfigError as e:
+        requests, problem = [], str(e)
+
+    def draw(results):
+        norms = {k: r["input_grad_norm"] for k, r in results.items()}
+        figs = {"Gradient norm by block": charts.block_profile_figure(
+            norms, "Gradient reaching each block's input, ‖∂L/∂x_l‖", "gradient norm (log)",
+            names={k: r.get("blocks", []) for k, r in results.items()})}
+        sweeps: dict[str, tuple[list, list]] = {}
+        for r in sorted(results.values(), key=lambda r: r["depth"]):
+            depths, ratios = sweeps.setdefault("residual" if r["residual"] else "plain", ([], []))
+            depths.append(r["depth"])
+            ratios.append(r["ratio"])
+        figs["Ratio by depth"] = charts.ratio_vs_depth_figure(sweeps)
+        share = {k: r["branch_share"] for k, r in results.items() if r.get("branch_share")}
+        if share:
+            figs["Branch share"] = charts.branch_share_figure(share)
+        act = {k: r["activation_std"] for k, r in results.items() if r.get("activation_std")}
+        if act:
+            figs["Activation std"] = charts.block_profile_figure(act, "Forward activation std by block",
+                                                                 "std (log)")
+        wgrad = {k: r["weight_grad_norm"] for k, r in results.items() if r.get("weight_grad_norm")}
+        if wgrad:
+            figs["Weight gradients"] = charts.block_profile_figure(wgrad, "Weight-gradient norm by layer",
+                                                                   "‖∂L/∂W‖ (log)", x_title="layer index (0: stem)")
+        show(figs, name)
+        st.caption("Time per net: " + " · ".join(f"{k} {r['seconds']:.2f} s" for k, r in results.items()
+                                                  if "seconds" in r))
+        return figs
+
+    run_panel(name, requests, draw, problem)
+
+
+# --- 2. shattered gradients ----------------------------------------------------------------------------
+
+def shattering(name: str) -> None:
+    c1, c2, c3 = st.columns([1, 2, 2])
+    arch = c1.radio("Nets", ["both", "residual", "plain"], horizontal=True, key="why_sh_arch")
+    depths = c2.multiselect("Depths (at initialisation)", ALL_DEPTHS, default=[20, 56], key="why_sh_depths")
+    by_id = {r["run_id"]: r for r in RUNS}
+    trained = c3.multiselect("Trained runs (each beside itself at initialisation)", list(by_id), key="why_sh_runs",
+                             format_func=lambda i: run_choice_label(by_id[i]))
+    points = st.slider("Inputs along the line between two test images", 32, 512, 256, 32, key="why_sh_points")
+    requests = []
+    for depth in sorted(depths):
+        # "both": the residual net and its plain twin in one request (the core's ``twin``)
+        cfg = ModelConfig(depth=depth, residual=arch != "plain")
+        requests.append(view.Request(name, f"depth {depth}" if arch == "both" else cfg.name, config=cfg.to_dict(),
+                                     settings={"points": int(points), "twin": arch == "both"},
+                                     data=INIT_DATA))
+    requests += [view.Request(name, f"{by_id[i]['label']} · {i[-4:]}", run_id=i,
+                              settings={"points": int(points), "twin": False}) for i in trained]
+
+    def draw(results):
+        curves = {}
+        for request_label, r in results.items():
+            for m in r["models"]:
+                key = f"{m['model']} {m['label']}"
+                if key in curves:  # e.g. a trained run's initialisation and the same depth picked above
+                    key = f"{key} ({request_label})"
+                curves[key] = m
+        figs = {"Gradient along the line": charts.line_gradient_figure({k: m["trace"] for k, m in curves.items()}),
+                "Autocorrelation": charts.autocorrelation_figure(
+                    {k: (list(range(len(m["autocorrelation"]))), m["autocorrelation"]) for k, m in curves.items()})}
+        show(figs, name, {"Gradient along the line": "One pixel's gradient (the centre pixel, first colour "
+                                                     "channel) at each input on the line, scaled to unit spread."})
+        st.caption("Correlation of neighbouring inputs' gradients (1: smooth, 0: white noise): " + " · ".join(
+            f"{k} {m['neighbour_correlation']:.3f}" for k, m in curves.items()))
+        return figs
+
+    run_panel(name, requests, draw, None if requests else "Pick a depth or a trained run.")
+
+
+# --- 3. paths ------------------------------------------------------------------------------------------
+
+def paths(name: str) -> None:
+    c1, c2 = st.columns([1, 3])
+    mode = c1.radio("Paths of", ["a net at initialisation", "a trained run", "a community checkpoint"],
+                    key="why_pa_mode")
+    c3, c4, c5 = st.columns(3)
+    measure = c3.checkbox("Measure the gradient per length (else exact counts only)", True, key="why_pa_measure")
+    draws = c4.number_input("Random draws per length", 1, 100, 4, key="why_pa_draws", disabled=not measure)
+    batch = c5.number_input("Images", 1, 256, 8, key="why_pa_batch", disabled=not measure)
+    settings = {"measure": bool(measure), "draws": int(draws), "batch_size": int(batch)}
+    requests, problem = [], None
+    if mode == "a net at initialisation":
+        depth = c2.selectbox("Depth (n blocks = (depth - 2) / 2)", ALL_DEPTHS, index=ALL_DEPTHS.index(110),
+                             key="why_pa_depth", help="ResNet-110 has 54 blocks, the net of Veit et al.'s Fig. 6.")
+        cfg = ModelConfig(depth=depth)
+        requests = [view.Request(name, cfg.name + " (init)", config=cfg.to_dict(), settings=settings, data=INIT_DATA)]
+    elif mode == "a trained run":
+        runs = [r for r in RUNS if r["residual"]]
+        if not runs:
+            problem = "No stored residual run has a checkpoint yet: train one on the Train page."
+        else:
+            by_id = {r["run_id"]: r for r in runs}
+            pick = c2.selectbox("Run", list(by_id), key="why_pa_run", format_func=lambda i: run_choice_label(by_id[i]))
+            requests = [view.Request(name, by_id[pick]["label"], run_id=pick, settings=settings)]
+    else:
+        ckpts = view.community_checkpoints()
+        if not ckpts:
+            problem = "No community checkpoints here (../shared/weights is absent)."
+        else:
+            pick = c2.selectbox("Checkpoint", ckpts, key="why_pa_ckpt", format_func=lambda p: Path(p).name)
+            if CKPT_DATA is None and measure:
+                problem = NO_CIFAR
+            requests = [view.Request(name, Path(pick).stem.split("-")[0], checkpoint=pick, settings=settings,
+                                     data=CKPT_DATA)]
+
+    def draw(results):
+        (label, r), = results.items()
+        figs = {"Paths": charts.paths_figure(r["length_distribution"], r.get("gradient_by_length"),
+                                             r.get("lengths"), r.get("paths_95_range"), r.get("gradient_90_range"))}
+        show(figs, name)
+        lo, hi = r["paths_95_range"]
+        text = f"{label}: {r['blocks']} blocks, 2^{r['blocks']} paths; 95% of them pass through {lo} to {hi} blocks."
+        if r.get("gradient_90_range"):
+            g_lo, g_hi = r["gradient_90_range"]
+            text += f" 90% of the gradient comes from paths of {g_lo} to {g_hi} blocks."
+        st.caption(text)
+        return figs
+
+    run_panel(name, requests, draw, problem)
+
+
+# --- 4. lesions ----------------------------------------------------------------------------------------
+
+def lesion(name: str) -> None:
+    # Residual runs first (the study's subject), then the community checkpoints, then plain runs.
+    ordered = [r for r in RUNS if r["residual"]], [r for r in RUNS if not r["residual"]]
+    options = {f"run:{r['run_id']}": run_choice_label(r) for r in ordered[0]}
+    options.update({f"ckpt:{p}": f"community checkpoint {Path(p).name}" for p in view.community_checkpoints()})
+    options.update({f"run:{r['run_id']}": run_choice_label(r) for r in ordered[1]})
+    labels = {f"run:{r['run_id']}": f"{r['label']} · {r['run_id'][-4:]}" for r in RUNS}
+    if not options:
+        st.info("No stored run has a checkpoint and ../shared/weights is absent: train a run first.")
+        return
+    c1, c2 = st.columns(2)
+    pick = c1.selectbox("Net (a stored run with a checkpoint, or a community checkpoint)", list(options),
+                        key="why_le_model", format_func=options.get)
+    plain_runs = {f"run:{r['run_id']}": run_choice_label(r) for r in ordered[1]}
+    beside = c2.selectbox("Plain net beside it (optional)", ["none"] + list(plain_runs), key="why_le_plain",
+                          format_func=lambda s: "none" if s == "none" else plain_runs[s],
+                          help="Train a plain twin on the Train page (Start twin) to compare: deleting any of "
+                               "its layers is catastrophic.")
+    c3, c4 = st.columns(2)
+    images = c3.number_input("Test images", 50, 10000, 500, 50, key="why_le_images")
+    draws = c4.number_input("Random draws per k and per reordering", 1, 50, 2, key="why_le_draws")
+    settings = {"images": int(images), "draws": int(draws)}
+    problem = None
+    requests = []
+    for spec in dict.fromkeys([pick] + ([beside] if beside != "none" else [])):
+        kind, ref = spec.split(":", 1)
+        if kind == "run":
+            requests.append(view.Request(name, labels[spec], run_id=ref, settings=settings))
+        else:
+            if CKPT_DATA is None:
+                problem = NO_CIFAR
+            requests.append(view.Request(name, f"{Path(ref).stem.split('-')[0]} (community)", checkpoint=ref,
+                                         settings=settings, data=CKPT_DATA))
+
+    def draw(results):
+        figs = {"Single deletions": charts.lesion_single_figure(
+                    {k: ([s["block"] for s in r["single"]], [bool(s["downsampling"]) for s in r["single"]],
+                         [s["error"] for s in r["single"]]) for k, r in results.items()},
+                    {k: r["base_error"] for k, r in results.items()}),
+                "Deleting k blocks": charts.lesion_by_count_figure(
+                    {k: ([b["k"] for b in r["by_count"]], [b["error"] for b in r["by_count"]])
+                     for k, r in results.items()})}
+        reorder = {k: ([p["kendall_tau"] for p in r["reorder"]], [p["error"] for p in r["reorder"]])
+                   for k, r in results.items() if r.get("reorder")}
+        if reorder:
+            figs["Reordering"] = charts.reorder_figure(reorder)
+        show(figs, name)
+        decomposed = {k: r["decomposition"] for k, r in results.items() if r.get("decomposition")}
+        if decomposed:
+            st.markdown("**x_L = x_l + Σ F(x_i), literally** (one test image)")
+            c1, c2 = st.columns(2)
+            who = c1.selectbox("Net", list(decomposed), key="why_le_dec_model")
+            stages = {d["stage"]: d for d in decomposed[who]}
+            stage = stages[c2.selectbox("Stage", list(stages), index=len(stages) - 1, key="why_le_dec_stage")]
+            extra = {"Decomposition": charts.decomposition_figure(
+                         stage["blocks"], stage["contribution_norm"], stage["input_norm"], stage["output_norm"],
+                         title=f"{who}, {stage['stage']}: its input plus what each block adds"),
+                     "Decomposition maps": charts.decomposition_maps_figure(
+                         stage["blocks"], stage["input_map"], stage["contribution_maps"], stage["output_map"])}
+            show(extra, f"{name}_dec")
+            figs.update(extra)
+        return figs
+
+    run_panel(name, requests, draw, problem)
+
+
+# --- 5. interpolation and landscapes --------------------------------------------------------------------
+
+def interpolate(name: str) -> None:
+    runs = RUNS
+    if not runs:
+        st.info("No stored run has a checkpoint yet: train one on the Train page.")
+        return
+    by_id = {r["run_id"]: r for r in runs}
+    picks = st.multiselect("Runs (a plain net and its residual twin compare well)", list(by_id),
+                           default=[r["run_id"] for r in runs][:2], key="why_in_runs",
+                           format_func=lambda i: run_choice_label(by_id[i]))
+    c1, c2 = st.columns(2)
+    points = c1.slider("Points on the line (α from -0.5 to 1.5)", 5, 81, 21, 2, key="why_in_points")
+    images = c2.number_input("Training images", 50, 10000, 500, 50, key="why_in_images")
+    settings = {"points": int(points), "images": int(images)}
+    lacking = [by_id[i]["label"] for i in picks if not by_id[i]["has_init"]]
+    if lacking:
+        st.caption(f"{', '.join(lacking)}: no initial weights saved (checkpoints/init.pt; runs trained before "
+                   "runs saved them lack it). Their initial weights are redrawn from the run's seed, which "
+                   "reproduces them exactly for runs trained on the CPU.")
+    requests = [view.Request(name, by_id[i]["label"] + f" · {i[-4:]}", run_id=i, settings=settings) for i in picks]
+
+    def draw(results):
+        figs = {"Interpolation": charts.interpolation_figure(
+            {k: (r["alphas"], r["loss"], r.get("accuracy")) for k, r in results.items()})}
+        show(figs, name)
+        st.caption("Initial weights: " + " · ".join(f"{k}: {r.get('init_source', '?')}" for k, r in results.items()))
+        return figs
+
+    run_panel(name, requests, draw, None if requests else "Pick one or more runs.")
+
+
+def landscape(name: str) -> None:
+    runs = RUNS
+    if not runs:
+        st.info("No stored run has a checkpoint yet: train a plain net and its residual twin on the Train page "
+                "(Start twin).")
+        return
+    by_id = {r["run_id"]: r for r in runs}
+    default = [next((r["run_id"] for r in runs if not r["residual"]), None),
+               next((r["run_id"] for r in runs if r["residual"]), None)]
+    picks = st.multiselect("Runs (a plain net and its residual twin, side by side)", list(by_id),
+                           default=[d for d in default if d], max_selections=3, key="why_la_runs",
+                           format_func=lambda i: run_choice_label(by_id[i]))
+    c1, c2, c3 = st.columns(3)
+    grid = c1.slider("Grid (points per side)", 5, 51, 11, 2, key="why_la_grid")
+    span = c2.slider("Span (± along each direction)", 0.1, 2.0, 1.0, 0.1, key="why_la_span")
+    images = c3.number_input("Training images", 50, 5000, 500, 50, key="why_la_images")
+    settings = {"points": int(grid), "span": float(span), "images": int(images)}
+    requests = [view.Request(name, by_id[i]["label"] + f" · {i[-4:]}", run_id=i, settings=settings) for i in picks]
+
+    def draw(results):
+        surfaces = {k: (r["x"], r["y"], r["loss"]) for k, r in results.items()}
+        figs = {"Contours": charts.landscape_contour_figure(surfaces),
+                "Surface": charts.landscape_surface_figure(surfaces)}
+        return show(figs, name)
+
+    run_panel(name, requests, draw, None if requests else "Pick one or more runs.")
+
+
+SECTIONS = {"gradient-flow": gradient_flow, "shattering": shattering, "paths": paths, "lesion": lesion,
+            "interpolate": interpolate, "landscape": landscape}
+for tab, analysis_name in zip(st.tabs([TAB_TITLES[n] for n in ORDER]), ORDER):
+    with tab:
+        section(analysis_name, SECTIONS[analysis_name])

@@ -1,0 +1,203 @@
+"""AppTest smoke tests of pages/why.py: every section renders, an analysis started from the page draws its
+charts from the real core, and a request the core refuses is one st.error line, not a traceback."""
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+from tests.conftest import store_tiny_run
+
+from dashboard.analysis_view import ESTIMATES, AnalysisService, available
+
+ROOT = Path(__file__).resolve().parents[2]
+PAGE = str(ROOT / "pages" / "why.py")
+SECTIONS = ["gradient-flow", "shattering", "paths", "lesion", "interpolate", "landscape"]
+
+
+def _figures(at: AppTest) -> list[dict]:
+    """The Plotly figures on the page, as the JSON the browser receives."""
+    return [json.loads(el.proto.spec) for el in at.get("plotly_chart")]
+
+
+def _run_settled(at: AppTest) -> AppTest:
+    """Runs the page, waits for the cost estimates it asked for, and runs it again to show them."""
+    at.run()
+    assert ESTIMATES.wait(120), "cost estimates did not finish"
+    return at.run()
+
+
+def _wait_idle(timeout: float = 180.0) -> None:
+    service = AnalysisService.shared()
+    keys = list(service._jobs)
+    assert service.wait(keys, timeout), "analysis jobs did not finish"
+
+
+def test_renders_every_section(runs_dir):
+    at = _run_settled(AppTest.from_file(PAGE, default_timeout=120))
+    assert not at.exception
+    assert at.title[0].value == "Why it works"
+    assert [t.label for t in at.tabs] == ["Gradient flow", "Shattered gradients", "Paths", "Lesions",
+                                          "1-D interpolation", "Loss landscape"]
+    text = " ".join(c.value for c in at.caption) + " ".join(i.value for i in at.info)
+    for marker in ("Jacobian is 1 + J_F", "Balduzzi et al. 2017", "Veit et al. 2016: unrolling",
+                   "Goodfellow et al. 2015", "Li et al. 2018"):
+        assert marker in text
+    # A section whose analysis the core does not have says so instead of drawing anything.
+    for name in SECTIONS:
+        if name not in available():
+            assert any(f"`{name}`" in i.value for i in at.info), name
+    assert at.button(key="why_gradient-flow_start").disabled is False
+    assert any(c.value.startswith("Estimated ") for c in at.caption)
+
+
+def test_gradient_flow_from_the_page_draws_its_charts(runs_dir):
+    at = AppTest.from_file(PAGE, default_timeout=120).run()
+    at.multiselect(key="why_gf_depths").set_value([8, 20])
+    at.number_input(key="why_gf_batch").set_value(4)
+    _run_settled(at)
+    assert any(c.value.startswith("Estimated ") and "plain-8 x 4 images" in c.value for c in at.caption)
+    at.button(key="why_gradient-flow_start").click().run()
+    assert not at.exception
+    _wait_idle()
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    figures = _figures(at)
+    titles = [f["layout"]["title"]["text"] for f in figures]
+    profile = figures[titles.index("Gradient reaching each block's input, ‖∂L/∂x_l‖")]
+    # Four nets (plain and residual, depth 8 and 20), one curve each with one point per block: 3n.
+    assert sorted((t["name"], len(t["y"])) for t in profile["data"]) == [
+        ("plain-20", 9), ("plain-8", 3), ("resnet-20", 9), ("resnet-8", 3)]
+    ratio = figures[titles.index("Gradient at the input over gradient at the output, by depth")]
+    assert sorted(t["name"] for t in ratio["data"]) == ["plain", "residual"]
+    assert all(list(t["x"]) == [8.0, 20.0] for t in ratio["data"])
+    assert len(at.get("download_button")) == 2  # CSV and HTML exports
+
+    # The result stays on the page when the settings change, marked as the last complete one.
+    at.multiselect(key="why_gf_depths").set_value([8]).run()
+    assert len(_figures(at)) == len(figures)
+    assert any("Showing the last complete result" in c.value for c in at.caption)
+
+
+def test_a_request_the_core_refuses_is_one_error_line(runs_dir, tmp_path, monkeypatch):
+    broken = tmp_path / "data" / "cifar-10-batches-py"
+    broken.mkdir(parents=True)
+    (broken / "data_batch_1").write_bytes(b"not a pickle")
+    monkeypatch.setenv("RESNET_LAB_DATA", str(tmp_path / "data"))
+    at = AppTest.from_file(PAGE, default_timeout=120).run()
+    at.radio(key="why_data").set_value("CIFAR-10")
+    _run_settled(at)
+    assert not at.exception
+    errors = [e.value for e in at.tabs[0].error]  # the Gradient flow tab; the other sections refuse too
+    assert len(errors) == 1 and errors[0].startswith("plain-20: CIFAR-10 file ") and "\n" not in errors[0], errors
+    assert at.button(key="why_gradient-flow_start").disabled
+
+
+def test_lesion_of_a_stored_run_and_a_broken_checkpoint_is_one_error(runs_dir):
+    if "lesion" not in available():
+        pytest.skip("resnet_core.analysis has no lesion analysis")
+    good = store_tiny_run(runs_dir, "tiny-good", "resnet-tiny")
+    bad = store_tiny_run(runs_dir, "tiny-bad", "resnet-broken")
+    (runs_dir / bad / "checkpoints" / "last.pt").write_bytes(b"this is not a checkpoint")
+    at = AppTest.from_file(PAGE, default_timeout=120).run()
+    at.selectbox(key="why_le_model").set_value(f"run:{bad}")
+    at.number_input(key="why_le_images").set_value(50)
+    at.number_input(key="why_le_draws").set_value(1)
+    _run_settled(at)
+    # The core reads the checkpoint to estimate the cost already: the refusal comes before Start.
+    assert not at.exception
+    errors = [e.value for e in at.tabs[3].error]  # the Lesions tab
+    assert len(errors) == 1 and errors[0].startswith("resnet-broken · -bad: not a PyTorch checkpoint"), errors
+    assert "\n" not in errors[0]
+    assert at.button(key="why_lesion_start").disabled
+
+    at.selectbox(key="why_le_model").set_value(f"run:{good}")
+    _run_settled(at)
+    at.button(key="why_lesion_start").click().run()
+    _wait_idle()
+    at.run()
+    assert not at.exception and not at.tabs[3].error, [e.value for e in at.error]
+    figures = {f["layout"]["title"]["text"]: f for f in _figures(at)}
+    single = figures["Test error after deleting one block (▲: downsampling block)"]["data"][0]
+    assert single["x"] == ["layer1.0", "layer2.0", "layer3.0"] and single["name"] == "resnet-tiny · good"
+    assert single["marker"]["symbol"] == ["circle", "triangle-up", "triangle-up"]
+    assert all(0 <= y <= 100 for y in single["y"] if y is not None)
+    assert "Mean test error after deleting k random blocks" in figures
+
+
+def test_interpolation_and_landscape_of_a_stored_run(runs_dir):
+    if not {"interpolate", "landscape"} <= set(available()):
+        pytest.skip("resnet_core.analysis has no interpolate or landscape analysis")
+    run_id = store_tiny_run(runs_dir, "tiny-landscape", "resnet-tiny")
+    at = AppTest.from_file(PAGE, default_timeout=120).run()
+    assert at.multiselect(key="why_in_runs").value == [run_id]
+    assert at.multiselect(key="why_la_runs").value == [run_id]
+    at.slider(key="why_in_points").set_value(5)
+    at.number_input(key="why_in_images").set_value(50)
+    at.slider(key="why_la_grid").set_value(5)
+    at.number_input(key="why_la_images").set_value(50)
+    _run_settled(at)
+    # This run saved no initial weights: the page says how they are obtained instead.
+    assert any("no initial weights saved" in c.value for c in at.tabs[4].caption)
+    at.button(key="why_interpolate_start").click()
+    at.button(key="why_landscape_start").click().run()
+    _wait_idle()
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    figures = {f["layout"]["title"]["text"]: f for f in _figures(at)}
+    line = figures["Loss along the straight line from the initial to the trained weights"]["data"]
+    assert [t["name"] for t in line] == ["resnet-tiny · cape loss", "resnet-tiny · cape accuracy"]
+    assert line[0]["x"] == [-0.5, 0.0, 0.5, 1.0, 1.5]
+    contour = [t for t in figures["Loss landscape around the trained weights (one log colour scale)"]["data"]
+               if t["type"] == "contour"]
+    assert len(contour) == 1 and len(contour[0]["z"]) == 5 and all(len(row) == 5 for row in contour[0]["z"])
+    assert "Loss landscape as a surface (log₁₀ loss, one scale)" in figures
+
+
+def test_shattering_and_paths_at_initialisation(runs_dir):
+    if not {"shattering", "paths"} <= set(available()):
+        pytest.skip("resnet_core.analysis has no shattering or paths analysis")
+    at = AppTest.from_file(PAGE, default_timeout=120).run()
+    at.multiselect(key="why_sh_depths").set_value([8])
+    at.slider(key="why_sh_points").set_value(32)
+    at.selectbox(key="why_pa_depth").set_value(8)
+    at.number_input(key="why_pa_draws").set_value(1)
+    at.number_input(key="why_pa_batch").set_value(2)
+    _run_settled(at)
+    at.button(key="why_shattering_start").click()
+    at.button(key="why_paths_start").click().run()
+    _wait_idle()
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    figures = {f["layout"]["title"]["text"]: f for f in _figures(at)}
+    line = figures["Gradient along a line between two images (standardised)"]["data"]
+    assert sorted((t["name"], len(t["y"])) for t in line) == [("plain-8 at initialisation", 32),
+                                                              ("resnet-8 at initialisation", 32)]
+    paths = figures["The unrolled ensemble of 3 blocks"]["data"]
+    assert paths[0]["y"] == [0.125, 0.375, 0.375, 0.125]  # Binomial(3, 1/2), exactly
+    assert len(paths) == 3 and len(paths[1]["y"]) == 4
+    assert any("95% of them pass through" in c.value for c in at.tabs[2].caption)
+
+
+def test_cancel_from_the_page_while_the_worker_is_busy(runs_dir):
+    service = AnalysisService.shared()
+    gate = threading.Event()
+    service.submit("test-busy", "an earlier analysis", lambda progress, cancel: gate.wait(60) and {"done": True})
+    try:
+        at = AppTest.from_file(PAGE, default_timeout=120).run()
+        at.multiselect(key="why_gf_depths").set_value([8])
+        at.radio(key="why_gf_arch").set_value("residual")
+        at.number_input(key="why_gf_batch").set_value(2)
+        _run_settled(at)
+        at.button(key="why_gradient-flow_start").click().run()
+        # Queued behind the earlier analysis: a progress bar and Cancel.
+        assert any("resnet-8: queued" in p.proto.text for p in at.get("progress"))
+        at.button(key="why_gradient-flow_cancel").click().run()
+        assert not at.exception
+        assert [w.value for w in at.tabs[0].warning] == ["resnet-8: cancelled."]
+        assert not at.get("plotly_chart")
+    finally:
+        gate.set()
+    _wait_idle()
