@@ -41,6 +41,9 @@ bench: $(VENV)/.dev
 	$(BIN)/python bench/redraw_floor.py
 	$(BIN)/python bench/attribution_speed.py
 	$(BIN)/python bench/analysis_speed.py
+	$(BIN)/python bench/default_start.py
+	$(BIN)/python bench/paper_findings.py --parallel 2
+	$(BIN)/python bench/gpu_throughput.py || true  # refuses (one line, exit 2) without CUDA
 
 clean:
 	rm -rf $(VENV) .pytest_cache test-artifacts

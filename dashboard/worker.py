@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from resnet_core.config import DataConfig, RunConfig
+from resnet_core.presets import longest_first
 from resnet_core.runs import RunStore, RunWriter, default_runs_dir, execute_run
 
 DEFAULT_MAX_CONCURRENT = 2  # a 2-core CPU: a third run would only slow the other two down
@@ -157,7 +158,10 @@ class RunManager:
             jobs = [_Job(self.store.create(cfg, status="queued")) for cfg in cfgs]
             for job in jobs:
                 job.live = LiveState(job.run_id)
-                self._queue.append(job)
+            # Listed in the preset's order, started longest first (resnet_core.presets.longest_first) so
+            # that with two slots the deepest nets do not run alone at the end.
+            for i in longest_first(cfgs) if self.max_concurrent > 1 else range(len(jobs)):
+                self._queue.append(jobs[i])
             ids = [j.run_id for j in jobs]
             self._groups.append((title or ", ".join(c.label for c in cfgs), ids))
             self._launch_ready()

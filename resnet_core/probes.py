@@ -198,7 +198,10 @@ def feature_maps(model: CifarResNet, image: torch.Tensor, max_channels: int = 8)
         for h in pre:
             h.remove()
         model.train(was_training)
-    pack = lambda t: t[0, :max_channels].float().cpu().numpy().astype(np.float16)  # (C, H, W)
+    # float16 halves the files; values beyond its range (a deep plain net's activations can pass 65504)
+    # are clipped to it rather than stored as inf, which no colour scale can draw.
+    f16_max = float(np.finfo(np.float16).max)
+    pack = lambda t: t[0, :max_channels].float().clamp(-f16_max, f16_max).cpu().numpy().astype(np.float16)  # (C, H, W)
     for n in ["stem"] + [s for s, _ in model.stages()]:
         out[n] = pack(store[n])
     for n in block_names:

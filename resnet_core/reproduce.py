@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .config import ConfigError, DataConfig, RunConfig
 from .curves import ema
-from .presets import PRESETS, get_preset, new_group_id, preset_configs, run_summary, verdict
+from .presets import PRESETS, get_preset, longest_first, new_group_id, preset_configs, run_summary, verdict
 
 # Smoothing of the figure's training-error curves (the summaries use curves.tail_mean, not this).
 FIGURE_SMOOTHING = 0.9
@@ -92,8 +92,10 @@ def reproduce(key: str, scale: str, *, dataset: DataConfig | None = None, seeds:
             # OpenMP teams are per calling thread, so each run would otherwise start its own full team.
             torch.set_num_threads(max(1, threads // parallel))
         try:
+            order = longest_first(cfgs, resolve_device(device).type) if parallel > 1 else list(range(len(cfgs)))
             with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="reproduce") as pool:
-                runs = [r for r in pool.map(one, range(len(cfgs))) if r is not None]
+                done = dict(zip(order, pool.map(one, order)))
+            runs = [done[i] for i in range(len(cfgs)) if done[i] is not None]  # back in the preset's order
         finally:
             torch.set_num_threads(threads)
     seconds = time.perf_counter() - t0

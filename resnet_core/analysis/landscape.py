@@ -25,10 +25,11 @@ from torch.func import functional_call, vmap
 from . import register
 from .base import Analysis, AnalysisContext, AnalysisError, float_setting, int_setting, macs_of
 
-# Measured by bench/analysis_speed.py (16 grid points of a quick-scale ResNet-20 on 500 images, 2-core
-# x86-64 CPU, loaded): loop 7.9 s, vmap 4 points a pass 5.3 s, vmap 16 a pass 6.8 s (best of two
-# interleaved rounds; a single earlier round: 32.0, 21.2, 14.9 s). See the README.
-AUTO_METHOD = {"cpu": "vmap", "cuda": "vmap"}
+# Measured by bench/analysis_speed.py (16 grid points of a quick-scale ResNet-20 on 500 images, best of
+# two interleaved rounds, 2-core x86-64 CPU): quiet, loop 0.48 s, vmap 4 points a pass 0.63 s, vmap 16
+# a pass 1.42 s; loaded by other work, vmap x4 won (5.3 s against 7.9). The quiet figure decides. On
+# CUDA, vmap is unmeasured (no GPU was at hand): batching grid points is what a GPU is good at.
+AUTO_METHOD = {"cpu": "loop", "cuda": "vmap"}
 # vmap multiplies the activations by the points per pass: images per pass are cut so that points x images
 # x pixels stays under this (16 points x 256 images of 32x32: ~0.5 GB per activation tensor of ResNet-20)
 VMAP_PIXEL_BUDGET = 16 * 256 * 32 * 32
