@@ -1,7 +1,7 @@
 """The worker behind the Why it works page: analyses of ``resnet_core.analysis`` run in one thread of the
 server process, with progress, Cancel and a bounded cache of results. Never imports Streamlit.
 
-The shape is the Attribution page's (``dashboard/attribution_view.py``): one process-wide worker thread,
+The worker is ``dashboard/jobs.py``'s, shared with the Attribution page: one process-wide thread,
 jobs by key, a bounded LRU of finished results. One thread, not one per session: every analysis uses all
 of the CPU's cores through torch anyway, and a second one at the same time would only halve both. The
 page polls the jobs from ``st.fragment(run_every=...)``, so a click or a widget change reruns the page
@@ -17,7 +17,6 @@ import csv
 import hashlib
 import io
 import json
-import math
 import threading
 import time
 import traceback
@@ -27,72 +26,39 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from resnet_core import analysis as core
 from resnet_core.checkpoints import CheckpointError
 from resnet_core.config import ConfigError
 from resnet_core.runs import RunStore
 
-try:  # the analyses arrive one by one; the page says which are missing rather than failing to import
-    from resnet_core import analysis as core
-except ImportError:  # pragma: no cover - only while resnet_core/analysis does not exist
-    core = None
+from .jobs import Job, JobService, one_line  # noqa: F401  (Job, one_line: used by the page)
 
 MAX_RESULTS = 64           # a 2-D landscape result is a few hundred numbers; 64 of anything stay small
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_WEIGHTS = ROOT.parent / "shared" / "weights"
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
-    errors: list[type[BaseException]] = [ConfigError, CheckpointError, FileNotFoundError]
-    if core is not None:
-        errors.append(core.AnalysisError)
-    return tuple(errors)
-
-
-def _cancelled() -> tuple[type[BaseException], ...]:
-    return (core.Cancelled,) if core is not None else ()
-
-
-def one_line(e: BaseException) -> str:
-    """The message a person reads: the first line of the error, never a traceback."""
-    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    return text[:300]
+USER_ERRORS = (ConfigError, CheckpointError, FileNotFoundError, core.AnalysisError)
 
 
 # --- jobs --------------------------------------------------------------------------------------------
 
-@dataclass
-class Job:
-    key: str
-    label: str
-    cancel: threading.Event = field(default_factory=threading.Event)
-    progress: float = 0.0
-    message: str = ""
-    state: str = "queued"          # queued, running, done, failed, cancelled
-    error: str = ""
-    started: float = field(default_factory=time.time)
+class AnalysisService(JobService):
+    """The Why it works page's worker (``dashboard/jobs.py``): analyses one at a time, results cached."""
 
-    @property
-    def active(self) -> bool:
-        return self.state in ("queued", "running")
-
-    def progress_text(self) -> str:
-        elapsed = time.time() - self.started
-        what = f" · {self.message}" if self.message else ""
-        return f"{self.label}: {self.state} {100 * self.progress:.0f}%{what} ({elapsed:.0f} s)"
-
-
-class AnalysisService:
-    """A single worker thread, its jobs by key, and a bounded LRU of finished results."""
-
+    thread_name = "analysis"
+    oom_message = "out of memory: use a smaller depth, batch, grid or fewer images"
     _shared: "AnalysisService | None" = None
     _shared_lock = threading.Lock()
 
     def __init__(self, max_results: int = MAX_RESULTS):
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="analysis")
-        self._lock = threading.Lock()
-        self._jobs: dict[str, Job] = {}
-        self._results: OrderedDict[str, Any] = OrderedDict()
-        self._max = max_results
+        super().__init__(max_results)
+
+    def cancelled_errors(self) -> tuple[type[BaseException], ...]:
+        return (core.Cancelled,)
+
+    def user_errors(self) -> tuple[type[BaseException], ...]:
+        return USER_ERRORS
 
     @classmethod
     def shared(cls) -> "AnalysisService":
@@ -101,90 +67,6 @@ class AnalysisService:
             if cls._shared is None:
                 cls._shared = cls()
             return cls._shared
-
-    def result(self, key: str) -> Any | None:
-        with self._lock:
-            if key in self._results:
-                self._results.move_to_end(key)
-                return self._results[key]
-        return None
-
-    def job(self, key: str) -> Job | None:
-        with self._lock:
-            return self._jobs.get(key)
-
-    def submit(self, key: str, label: str, fn: Callable[..., Any]) -> Job:
-        """Queues ``fn(progress=, cancel=)`` unless its result is cached or it is already queued/running.
-        ``progress(fraction, message="")`` may be called from ``fn`` as often as it likes."""
-        with self._lock:
-            job = self._jobs.get(key)
-            if key in self._results:
-                return job or Job(key, label, state="done", progress=1.0)
-            if job is not None and job.active:
-                return job
-            job = Job(key, label)
-            self._jobs[key] = job
-        self._pool.submit(self._run, job, fn)
-        return job
-
-    def _run(self, job: Job, fn) -> None:
-        if job.cancel.is_set():
-            job.state = "cancelled"
-            return
-        job.state, job.started = "running", time.time()
-
-        def progress(fraction: float, message: str = "") -> None:  # plain attribute writes: read by the page
-            if math.isfinite(fraction):
-                job.progress = min(max(float(fraction), 0.0), 1.0)
-            job.message = str(message)
-
-        try:
-            value = fn(progress=progress, cancel=job.cancel)
-        except _cancelled():
-            job.state = "cancelled"
-            return
-        except _user_errors() as e:
-            job.error, job.state = one_line(e), "failed"
-            return
-        except MemoryError:
-            job.error, job.state = "out of memory: use a smaller depth, batch, grid or fewer images", "failed"
-            return
-        except Exception as e:  # noqa: BLE001 - a worker must survive anything; the page shows one line
-            traceback.print_exc()  # to the server log, for a bug report
-            job.error, job.state = f"unexpected {type(e).__name__}: {one_line(e)}", "failed"
-            return
-        with self._lock:
-            self._results[job.key] = value
-            self._results.move_to_end(job.key)
-            while len(self._results) > self._max:
-                self._results.popitem(last=False)
-        job.progress, job.state = 1.0, "done"
-
-    def cancel(self, keys) -> None:
-        with self._lock:
-            for k in keys:
-                job = self._jobs.get(k)
-                if job is not None and job.active:
-                    job.cancel.set()
-                    if job.state == "queued":
-                        job.state = "cancelled"
-
-    def forget(self, key: str) -> None:
-        """Drops a failed or cancelled job, so that the same request may be started again."""
-        with self._lock:
-            job = self._jobs.get(key)
-            if job is not None and not job.active:
-                del self._jobs[key]
-
-    def wait(self, keys, timeout: float) -> bool:
-        """True when every job of ``keys`` has finished within ``timeout`` seconds."""
-        deadline = time.time() + timeout
-        while True:
-            if not any(j is not None and j.active for j in (self.job(k) for k in keys)):
-                return True
-            if time.time() >= deadline:
-                return False
-            time.sleep(0.05)
 
 
 # --- requests ----------------------------------------------------------------------------------------
@@ -218,8 +100,8 @@ class Request:
 
 
 def available() -> dict[str, Any]:
-    """The registered analyses by name; empty while the core has none."""
-    return dict(getattr(core, "ANALYSES", {}) or {}) if core is not None else {}
+    """The registered analyses by name."""
+    return dict(core.ANALYSES)
 
 
 class Estimator:
@@ -262,7 +144,7 @@ class Estimator:
             cost = core.estimate_cost(request.analysis, request.source(), settings=request.settings,
                                       data=request.data_config(), device=device)
         except Exception as e:  # noqa: BLE001 - an estimate must never take the page down
-            if not isinstance(e, _user_errors()):
+            if not isinstance(e, USER_ERRORS):
                 traceback.print_exc()
             with self._lock:
                 self._errors[key] = (one_line(e), time.time())

@@ -16,13 +16,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
 import time
-import traceback
-from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
@@ -36,6 +31,8 @@ from resnet_core.imagenet import ARCHS, ModelError
 from resnet_core.images import ImageError, load_image
 from resnet_core.runs import RunStore, default_runs_dir
 
+from .jobs import Job, JobService  # noqa: F401  (Job: part of this module's interface)
+
 USER_ERRORS = (ImageError, CheckpointError, ModelError, AttributionError, ConfigError)
 MAX_RESULTS = 256
 SHAPES_SEED = 0
@@ -44,109 +41,20 @@ SHAPES_SAMPLES = 64
 
 # --- jobs --------------------------------------------------------------------------------------------
 
-@dataclass
-class Job:
-    key: str
-    label: str
-    cancel: threading.Event = field(default_factory=threading.Event)
-    progress: float = 0.0
-    state: str = "queued"          # queued, running, done, failed, cancelled
-    error: str = ""
-    started: float = field(default_factory=time.time)
+class AttributionService(JobService):
+    """The Attribution page's worker (``dashboard/jobs.py``): maps one at a time, results cached."""
 
-    @property
-    def active(self) -> bool:
-        return self.state in ("queued", "running")
-
-
-class AttributionService:
-    """A single worker thread, its jobs by key, and a bounded LRU of finished results."""
+    thread_name = "attribution"
+    oom_message = "out of memory: use fewer steps or samples, or a smaller image"
 
     def __init__(self, max_results: int = MAX_RESULTS):
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="attribution")
-        self._lock = threading.Lock()
-        self._jobs: dict[str, Job] = {}
-        self._results: OrderedDict[str, Any] = OrderedDict()
-        self._max = max_results
+        super().__init__(max_results)
 
-    def result(self, key: str) -> Any | None:
-        with self._lock:
-            if key in self._results:
-                self._results.move_to_end(key)
-                return self._results[key]
-        return None
+    def cancelled_errors(self) -> tuple[type[BaseException], ...]:
+        return (Cancelled,)
 
-    def job(self, key: str) -> Job | None:
-        with self._lock:
-            return self._jobs.get(key)
-
-    def submit(self, key: str, label: str, fn: Callable[..., Any]) -> Job:
-        """Queues ``fn(progress=, cancel=)`` unless its result is cached or it is already queued/running."""
-        with self._lock:
-            job = self._jobs.get(key)
-            if key in self._results:
-                return job or Job(key, label, state="done", progress=1.0)
-            if job is not None and job.active:
-                return job
-            job = Job(key, label)
-            self._jobs[key] = job
-        self._pool.submit(self._run, job, fn)
-        return job
-
-    def _run(self, job: Job, fn) -> None:
-        if job.cancel.is_set():
-            job.state = "cancelled"
-            return
-        job.state = "running"
-
-        def progress(f: float) -> None:
-            job.progress = float(f)
-
-        try:
-            value = fn(progress=progress, cancel=job.cancel)
-        except Cancelled:
-            job.state = "cancelled"
-            return
-        except USER_ERRORS as e:
-            job.error, job.state = str(e), "failed"
-            return
-        except MemoryError:
-            job.error, job.state = "out of memory: use fewer steps or samples, or a smaller image", "failed"
-            return
-        except Exception as e:  # noqa: BLE001 - a worker must survive anything; the page shows one line
-            traceback.print_exc()  # to the server log, for a bug report
-            job.error, job.state = f"unexpected {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}", "failed"
-            return
-        with self._lock:
-            self._results[job.key] = value
-            self._results.move_to_end(job.key)
-            while len(self._results) > self._max:
-                self._results.popitem(last=False)
-        job.progress, job.state = 1.0, "done"
-
-    def cancel(self, keys) -> None:
-        with self._lock:
-            for k in keys:
-                job = self._jobs.get(k)
-                if job is not None and job.active:
-                    job.cancel.set()
-                    if job.state == "queued":
-                        job.state = "cancelled"
-
-    def forget(self, key: str) -> None:
-        with self._lock:
-            job = self._jobs.get(key)
-            if job is not None and not job.active:
-                del self._jobs[key]
-
-    def wait(self, keys, timeout: float) -> None:
-        """Until every job of ``keys`` has finished or ``timeout`` seconds have passed."""
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            jobs = [self.job(k) for k in keys]
-            if not any(j is not None and j.active for j in jobs):
-                return
-            time.sleep(0.05)
+    def user_errors(self) -> tuple[type[BaseException], ...]:
+        return USER_ERRORS
 
 
 @st.cache_resource(show_spinner=False)

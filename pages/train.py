@@ -7,7 +7,6 @@ import streamlit as st
 
 from dashboard import charts, presets, state, widgets
 from resnet_core import presets as core_presets
-from resnet_core.runs import ACTIVE
 
 st.title("Train plain and residual nets")
 st.caption("Set up a network in the sidebar and press **Start**. A residual net adds each block's input x to "
