@@ -166,29 +166,13 @@ def _analyze(a) -> dict:
 def run_analyze(args) -> int:
     from .analysis import AnalysisError, Cancelled
     from .checkpoints import CheckpointError
+    from .cli import one_line_errors
     from .config import ConfigError
     from .data import DataError
 
-    try:
-        result = _analyze(args)
-    except (AnalysisError, CheckpointError, ConfigError, DataError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except Cancelled:
-        print("error: cancelled", file=sys.stderr)
-        return 2
-    except OSError as e:
-        print(f"error: {e.strerror or e}: {getattr(e, 'filename', '') or ''}", file=sys.stderr)
-        return 2
-    except RuntimeError as e:  # e.g. an unavailable --device, or out of memory
-        print(f"error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 130
-    except Exception as e:  # noqa: BLE001 - the promise is one line, never a traceback
-        print(f"error: unexpected {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''} "
-              "(please report it with the command line)", file=sys.stderr)
-        return 2
-    print(json.dumps(result))
-    return 0
+    def work() -> int:
+        print(json.dumps(_analyze(args)))
+        return 0
+
+    return one_line_errors(work, (AnalysisError, Cancelled, CheckpointError, ConfigError, DataError,
+                                  FileNotFoundError))

@@ -89,32 +89,22 @@ def _attribute(args) -> dict:
 def run_attribute(args) -> int:
     from .attribution import AttributionError
     from .checkpoints import CheckpointError
+    from .cli import one_line_errors
     from .config import ConfigError
     from .imagenet import ModelError
     from .images import ImageError
 
-    try:
+    def work() -> int:
         result = _attribute(args)
-    except (ImageError, CheckpointError, ModelError, AttributionError, ConfigError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except RuntimeError as e:  # e.g. an unavailable --device, or out of memory
-        print(f"error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 130
-    except Exception as e:  # noqa: BLE001 - the promise is one line, never a traceback
-        print(f"error: unexpected {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''} "
-              "(please report it with the command line)", file=sys.stderr)
-        return 2
-    width = max(len(t["class"]) for t in result["top5"])
-    for t in result["top5"]:
-        print(f"{t['class']:<{width}}  {t['probability']:.4f}")
-    print(f"{result['method']} for class {result['target']} ({result['target_class']}) in "
-          f"{result['seconds']:.3f} s -> {result['out']}")
-    print(json.dumps(result))
-    return 0
+        width = max(len(t["class"]) for t in result["top5"])
+        for t in result["top5"]:
+            print(f"{t['class']:<{width}}  {t['probability']:.4f}")
+        print(f"{result['method']} for class {result['target']} ({result['target_class']}) in "
+              f"{result['seconds']:.3f} s -> {result['out']}")
+        print(json.dumps(result))
+        return 0
+
+    return one_line_errors(work, (ImageError, CheckpointError, ModelError, AttributionError, ConfigError))
 
 
 if __name__ == "__main__":  # python -m resnet_core.attribute_cli ..., the same as the attribute command

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 
 from .config import (BLOCKS, INITS, SCHEDULES, SHORTCUTS, ConfigError, DataConfig, ModelConfig, RunConfig,
                      TrainConfig)
@@ -17,10 +18,31 @@ class UsageError(Exception):
     pass
 
 
+def one_line_errors(work: Callable[[], int], user_errors: tuple[type[BaseException], ...] = ()) -> int:
+    """Run a subcommand's ``work`` and keep the CLI's promise when it raises: one ``error: ...`` line on
+    stderr, never a traceback. ``user_errors`` are the subcommand's own (bad input, a missing file):
+    their message is the whole line. Exit status 2, or 130 after Ctrl-C."""
+    try:
+        return work()
+    except user_errors as e:
+        print(f"error: {str(e) or type(e).__name__}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except OSError as e:
+        print(f"error: {e.strerror or e}: {getattr(e, 'filename', '') or ''}", file=sys.stderr)
+    except RuntimeError as e:  # e.g. an unavailable --device, or out of memory
+        print(f"error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
+    except Exception as e:  # noqa: BLE001 - the promise is one line, never a traceback
+        print(f"error: unexpected {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''} "
+              "(please report it with the command line)", file=sys.stderr)
+    return 2
+
+
 class _Parser(argparse.ArgumentParser):
     # argparse prints usage plus a message and exits 2; we keep the exit code and keep it to one line.
     def error(self, message):
-        raise UsageError(message)
+        raise UsageError(f"{message} (see --help)")
 
 
 def _add_model_flags(p: argparse.ArgumentParser) -> None:
@@ -221,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     from .checkpoints import CheckpointError
     from .data import DataError
 
-    try:
+    def work() -> int:
         args = build_parser().parse_args(argv)
         if args.command == "attribute":
             from .attribute_cli import run_attribute
@@ -233,11 +255,6 @@ def main(argv: list[str] | None = None) -> int:
             from .analyze_cli import run_analyze
             return run_analyze(args)
         return COMMANDS[args.command](args)
-    except UsageError as e:
-        print(f"error: {e} (see --help)", file=sys.stderr)
-    except (ConfigError, DataError, CheckpointError, FileNotFoundError, ValueError, RuntimeError) as e:
-        print(f"error: {e}", file=sys.stderr)
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 130
-    return 2
+
+    return one_line_errors(work, (UsageError, ConfigError, DataError, CheckpointError, FileNotFoundError,
+                                  ValueError))

@@ -154,3 +154,25 @@ def test_evaluate_on_a_folder_uses_every_image(tmp_path, capsys):
                                "--device", "cpu")
     assert code == 0, err
     assert ev["images"] == 21   # all of it, not the 20% a training split would hold out
+
+
+def _raises(exc):
+    def work():
+        raise exc
+    return work
+
+
+@pytest.mark.parametrize("exc, status, line", [
+    (ValueError("depth 7 cannot exist"), 2, "error: depth 7 cannot exist"),
+    (RuntimeError("CUDA out of memory.\nTried to allocate 2 GiB"), 2, "error: CUDA out of memory."),
+    (FileNotFoundError(2, "No such file or directory", "/x/ckpt.pt"), 2, "error: No such file or directory: /x/ckpt.pt"),
+    (KeyError("boom"), 2, "error: unexpected KeyError: 'boom' (please report it with the command line)"),
+    (KeyboardInterrupt(), 130, "error: interrupted"),
+])
+def test_one_line_errors_turns_any_exception_into_one_line(exc, status, line, capsys):
+    from resnet_core.cli import one_line_errors
+
+    assert one_line_errors(_raises(exc), (ValueError,)) == status
+    err = capsys.readouterr().err
+    assert err.splitlines() == [line]
+    assert one_line_errors(lambda: 0, (ValueError,)) == 0
