@@ -71,6 +71,8 @@ def _add_data_flags(p: argparse.ArgumentParser, default: str | None = "synthetic
     g.add_argument("--no-download", action="store_true", help="cifar10: never download")
     g.add_argument("--no-augment", action="store_true", help="no pad-crop-flip augmentation")
     g.add_argument("--pca-color", action="store_true", help="AlexNet-style PCA colour augmentation")
+    g.add_argument("--large-objects", action="store_true",
+                   help="synthetic: larger shapes (radius 0.75-0.95 of the half-width), as the quick presets use")
     g.add_argument("--n-train", type=int, default=10000, help="synthetic: training images")
     g.add_argument("--n-test", type=int, default=2000, help="synthetic: test images")
     g.add_argument("--image-size", type=int, default=None,
@@ -85,7 +87,8 @@ def _data_cfg(a) -> DataConfig:
         path = path or "data"
     size = {} if getattr(a, "image_size", None) is None else {"image_size": a.image_size}
     return DataConfig(name=name, path=path, download=not a.no_download, augment=not a.no_augment,
-                      pca_color=a.pca_color, n_train=a.n_train, n_test=a.n_test, **size)
+                      pca_color=a.pca_color, n_train=a.n_train, n_test=a.n_test,
+                      large_objects=getattr(a, "large_objects", False), **size)
 
 
 def _runs_dir(p):

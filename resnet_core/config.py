@@ -129,7 +129,8 @@ class DataConfig(_JsonMixin):
     n_test: int = 2000           # synthetic only
     seed: int = 0                # synthetic only: the generated images
     image_size: int = 32         # input side in pixels; 16 makes every step ~4x cheaper (the quick scale)
-    clutter: bool = True         # synthetic only: distractor strokes and full noise (False: the quick variant)
+    clutter: bool = True         # synthetic only: distractor strokes and full noise (False: fewer)
+    large_objects: bool = False  # synthetic only: objects of radius 0.75-0.95 (not 0.55-0.8) of the half-width
 
     def __post_init__(self):
         _choice("dataset", self.name, DATASETS)
@@ -242,5 +243,8 @@ class RunConfig(_JsonMixin):
         if self.name:
             return self.name
         size = "" if self.data.image_size == 32 else f" {self.data.image_size}px"
-        clean = "" if self.data.clutter or self.data.name != "synthetic" else " clean"
-        return f"{self.model.name}{size}{clean}"
+        synthetic = self.data.name == "synthetic"
+        clean = "" if self.data.clutter or not synthetic else " clean"
+        large = " large" if self.data.large_objects and synthetic else ""
+        aug = "" if self.data.augment else " no-aug"
+        return f"{self.model.name}{size}{clean}{large}{aug}"

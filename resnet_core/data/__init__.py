@@ -29,7 +29,7 @@ __all__ = [
 
 def load_dataset(cfg: DataConfig) -> Dataset:
     if cfg.name == "synthetic":
-        return load_shapes(cfg.n_train, cfg.n_test, cfg.seed, cfg.image_size, cfg.clutter)
+        return load_shapes(cfg.n_train, cfg.n_test, cfg.seed, cfg.image_size, cfg.clutter, cfg.large_objects)
     if cfg.name == "cifar10":
         return resize_dataset(load_cifar10(cfg.path or "./data", cfg.download), cfg.image_size)
     if cfg.name == "folder":

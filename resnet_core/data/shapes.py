@@ -30,6 +30,11 @@ SHAPE_CLASSES: tuple[str, ...] = (
 # or texture shortcut to learn first.
 # ----------------------------------------------------------------------------------------------------
 
+# Object radius as a fraction of the image's half-width, drawn uniformly: 9 to 13 pixels at 32x32. The
+# large variant (the quick scale's 16x16 presets) keeps 6 to 7.6 pixels of radius at 16x16.
+OBJECT_RADIUS = (0.55, 0.8)
+LARGE_OBJECT_RADIUS = (0.75, 0.95)
+
 _CHUNK = 1024  # images rendered together: keeps the (chunk, S, S) float32 temporaries in cache
 
 
@@ -77,13 +82,17 @@ def _segment_distance(px, py, ax, ay, bx, by) -> np.ndarray:
     return np.sqrt(ex * ex + ey * ey)                                   # (n, S, S)
 
 
-def _render_shapes(rng: np.random.Generator, labels: np.ndarray, size: int, clutter: bool = True
-                   ) -> tuple[np.ndarray, np.ndarray]:
+def _render_shapes(rng: np.random.Generator, labels: np.ndarray, size: int, clutter: bool = True,
+                   large: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Images float32 (n, 3, S, S) on 0..1 and masks bool (n, S, S) for one chunk of labels.
 
     ``clutter=False`` draws the same backgrounds, objects and poses (the same random draws) without the
     distractor strokes and with a quarter of the pixel noise: the quick scale's variant, whose initial
     plateau near 90% error is shorter, so a short run on a CPU gets past it.
+
+    ``large=True`` draws every object with a radius of 0.75..0.95 of the half-width instead of
+    0.55..0.8 (the same random draws, rescaled): the quick scale's set, whose 16x16 images would
+    otherwise leave a shape only 4 to 6 pixels of radius. Larger objects also have less room to move.
 
     Channels first while drawing: colour broadcasts (n, 3, 1, 1) against masks (n, 1, S, S) then run
     over contiguous S*S rows, several times faster than HWC's stride-3 inner loop.
@@ -117,9 +126,10 @@ def _render_shapes(rng: np.random.Generator, labels: np.ndarray, size: int, clut
         stroke &= col(1, 1) < (0.8 if clutter else 0.0)                 # some images get fewer
         np.copyto(img, col(3, 1, 1), where=stroke[:, None])
 
-    # Object pose: radius 0.55..0.8 of the half-width (9 to 13 pixels at 32x32), any rotation, a mild
+    # Object pose: radius OBJECT_RADIUS of the half-width (9 to 13 pixels at 32x32), any rotation, a mild
     # aspect change; centred so that at most a sliver of a tip can leave the image.
-    scale = 0.55 + col(1, 1) * 0.25                                     # (n, 1, 1)
+    lo, hi = LARGE_OBJECT_RADIUS if large else OBJECT_RADIUS
+    scale = lo + col(1, 1) * (hi - lo)                                  # (n, 1, 1)
     aspect = 0.9 + col(1, 1) * 0.2
     limit = 1.0 - 0.9 * scale
     cx, cy = (col(1, 1) * 2 - 1) * limit, (col(1, 1) * 2 - 1) * limit
@@ -151,7 +161,7 @@ def _render_shapes(rng: np.random.Generator, labels: np.ndarray, size: int, clut
 
 
 @functools.lru_cache(maxsize=8)
-def _make_shapes_cached(n: int, seed: int, size: int, clutter: bool = True
+def _make_shapes_cached(n: int, seed: int, size: int, clutter: bool = True, large: bool = False
                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed % 2**64)
     # Exactly balanced classes in a random order.
@@ -160,7 +170,7 @@ def _make_shapes_cached(n: int, seed: int, size: int, clutter: bool = True
     masks = np.empty((n, size, size), dtype=bool)
     for start in range(0, n, _CHUNK):
         end = min(n, start + _CHUNK)
-        img, masks[start:end] = _render_shapes(rng, labels[start:end], size, clutter)   # (c, 3, S, S) on 0..1
+        img, masks[start:end] = _render_shapes(rng, labels[start:end], size, clutter, large)   # (c, 3, S, S) on 0..1
         np.clip(img, 0.0, 1.0, out=img)
         images[start:end] = (img * 255.0 + 0.5).astype(np.uint8).transpose(0, 2, 3, 1)
     for a in (images, labels, masks):
@@ -168,7 +178,8 @@ def _make_shapes_cached(n: int, seed: int, size: int, clutter: bool = True
     return images, labels, masks
 
 
-def make_shapes(n: int, seed: int, size: int = 32, clutter: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def make_shapes(n: int, seed: int, size: int = 32, clutter: bool = True, large: bool = False
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """`n` images uint8 (n, size, size, 3) HWC, labels int64 (n,), object masks bool (n, size, size).
 
     The same (n, seed, size) gives identical arrays; results are cached in-process and read-only.
@@ -177,7 +188,7 @@ def make_shapes(n: int, seed: int, size: int = 32, clutter: bool = True) -> tupl
         raise DataError(f"the synthetic data set needs at least one image; got n={n}")
     if size < 8:
         raise DataError(f"synthetic images must be at least 8 pixels wide; got size={size}")
-    return _make_shapes_cached(int(n), int(seed), int(size), bool(clutter))
+    return _make_shapes_cached(int(n), int(seed), int(size), bool(clutter), bool(large))
 
 
 def synthetic_test_seed(seed: int) -> int:
@@ -185,11 +196,11 @@ def synthetic_test_seed(seed: int) -> int:
     return seed + 2**32
 
 
-def _shapes_to_torch(n: int, seed: int, size: int = 32, clutter: bool = True
+def _shapes_to_torch(n: int, seed: int, size: int = 32, clutter: bool = True, large: bool = False
                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     # Below 32 px the set is drawn at 32 and shrunk by area averaging: the same images as the 32 px
     # set, anti-aliased, rather than point-sampled renderings whose thin strokes would break up.
-    images, labels, masks = make_shapes(n, seed, max(size, 32), clutter)
+    images, labels, masks = make_shapes(n, seed, max(size, 32), clutter, large)
     # Copies: the cached arrays are read-only and shared.
     x = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))  # (n, 3, S, S)
     m = torch.from_numpy(masks.copy())
@@ -202,8 +213,9 @@ def _shapes_to_torch(n: int, seed: int, size: int = 32, clutter: bool = True
 # ----------------------------------------------------------------------------------------------------
 
 
-def load_shapes(n_train: int, n_test: int, seed: int, size: int = 32, clutter: bool = True) -> Dataset:
-    train_x, train_y, train_m = _shapes_to_torch(n_train, seed, size, clutter)
-    test_x, test_y, test_m = _shapes_to_torch(n_test, synthetic_test_seed(seed), size, clutter)
+def load_shapes(n_train: int, n_test: int, seed: int, size: int = 32, clutter: bool = True,
+                large: bool = False) -> Dataset:
+    train_x, train_y, train_m = _shapes_to_torch(n_train, seed, size, clutter, large)
+    test_x, test_y, test_m = _shapes_to_torch(n_test, synthetic_test_seed(seed), size, clutter, large)
     return _make_dataset("synthetic", SHAPE_CLASSES, train_x, train_y, test_x, test_y,
                          train_masks=train_m, test_masks=test_m)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from resnet_core.config import DataConfig
+from resnet_core.config import DataConfig, RunConfig
 from resnet_core.data import (
     CIFAR10_CLASSES,
     CIFAR10_URL,
@@ -463,6 +463,22 @@ def test_clean_variant_keeps_objects_and_drops_clutter():
     # outside the object the clean images are smoother (no strokes, less noise)
     diff = lambda a: np.abs(np.diff(a.astype(np.float32), axis=2)).mean()          # noqa: E731
     assert diff(clean) < diff(busy)
+
+
+def test_large_variant_draws_the_same_objects_bigger():
+    from resnet_core.data import make_shapes
+    from resnet_core.data.shapes import LARGE_OBJECT_RADIUS, OBJECT_RADIUS
+
+    std, labels_s, masks_s = make_shapes(200, 0, 32)
+    large, labels_l, masks_l = make_shapes(200, 0, 32, large=True)
+    assert np.array_equal(labels_s, labels_l)                 # the same classes in the same order
+    area_s, area_l = masks_s.sum(axis=(1, 2)).astype(float), masks_l.sum(axis=(1, 2)).astype(float)
+    assert (area_l > area_s).mean() > 0.95                     # every radius draw maps to a larger one
+    # the area grows with the square of the mean radius, (0.85 / 0.675)^2 = 1.59 on average
+    expected = (sum(LARGE_OBJECT_RADIUS) / sum(OBJECT_RADIUS)) ** 2
+    assert abs(area_l.mean() / area_s.mean() - expected) < 0.15
+    cfg = RunConfig(data=DataConfig(large_objects=True, image_size=16))
+    assert cfg.label.endswith("16px large")
 
 
 def test_cifar_and_folder_are_resized(tmp_path):
