@@ -34,7 +34,7 @@ def test_the_verdict_waits_for_every_run_of_the_group(tmp_path):
     runs = presets.groups(store.list())[group]
     result = presets.group_result(group, runs)
     assert result.key == "preact" and not result.ended and result.verdict is None
-    assert [s["label"] for s in result.summaries] == ["resnet-20 w0.5 16px"]
+    assert [s["label"] for s in result.summaries] == ["resnet-20 w0.5 16px large no-aug"]
 
 
 def test_an_ended_group_gets_the_cores_verdict_from_the_cores_summaries(tmp_path):

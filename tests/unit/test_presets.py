@@ -64,10 +64,22 @@ def test_every_preset_shares_seed_group_and_data(key, scale):
         assert RunConfig.from_dict(json.loads(c.to_json())) == c
 
 
+def test_quick_presets_train_large_shapes_without_augmentation_and_start_stays_standard():
+    d = preset_configs("fig6", "quick")[0].data
+    assert (d.image_size, d.large_objects, d.augment) == (16, True, False)
+    start = scale_config("quick").data       # the default Start keeps the standard set and augmentation
+    assert (start.image_size, start.large_objects, start.augment) == (32, False, True)
+    paper = preset_configs("fig6", "paper")[0].data
+    assert (paper.large_objects, paper.augment) == (False, True)
+    cifar = preset_configs("fig6", "quick", dataset=DataConfig(name="cifar10", path="data"))[0]
+    assert (cifar.data.large_objects, cifar.data.augment) == (False, False)   # a shapes-only option
+    assert cifar.label == "plain-20 w0.5 16px no-aug"
+
+
 def test_preset_architectures():
     fig6 = preset_configs("fig6", "quick")
     assert [(c.model.residual, c.model.depth) for c in fig6] == [(False, 20), (False, 56), (True, 20), (True, 56)]
-    assert fig6[0].label == "plain-20 w0.5 16px"
+    assert fig6[0].label == "plain-20 w0.5 16px large no-aug"   # what quick changes shows in the label
     assert [c.model.shortcut for c in preset_configs("options", "quick")] == ["A", "B", "C"]
     assert [c.model.preact for c in preset_configs("preact", "quick")] == [False, True]
     sweep = preset_configs("depth-sweep", "paper")

@@ -49,7 +49,7 @@ def test_reproduce_quiet_draws_no_bars(tmp_path, capsys):
     captured = capsys.readouterr()
     assert code == 0 and "it/s" not in captured.err and "step/s" not in captured.err and "%|" not in captured.err
     out = _last_json(captured.out)
-    assert [r["label"] for r in out["runs"]] == [f"resnet-20 w0.5 16px option {s}" for s in "ABC"]
+    assert [r["label"] for r in out["runs"]] == [f"resnet-20 w0.5 16px large no-aug option {s}" for s in "ABC"]
 
 
 @pytest.mark.parametrize("args,needle", [
