@@ -239,7 +239,7 @@ def test_reproduce_spreads_a_presets_runs_over_devices_into_one_group(tmp_path, 
     assert code == 0, captured.err
     out = json.loads(captured.out.strip().splitlines()[-1])
     assert [r["status"] for r in out["runs"]] == ["finished"] * 3 and out["parallel"] == 2
-    assert [r["label"] for r in out["runs"]] == [f"resnet-20 w0.5 16px option {s}" for s in "ABC"]
+    assert [r["label"] for r in out["runs"]] == [f"resnet-20 w0.5 16px large no-aug option {s}" for s in "ABC"]
     infos = RunStore(runs).list()
     assert sorted(i.run_id for i in infos) == sorted(r["run_id"] for r in out["runs"])
     assert {RunConfig.from_dict(i.config).group for i in infos} == {out["group"]}
