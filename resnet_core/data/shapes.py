@@ -87,8 +87,8 @@ def _render_shapes(rng: np.random.Generator, labels: np.ndarray, size: int, clut
     """Images float32 (n, 3, S, S) on 0..1 and masks bool (n, S, S) for one chunk of labels.
 
     ``clutter=False`` draws the same backgrounds, objects and poses (the same random draws) without the
-    distractor strokes and with a quarter of the pixel noise: the quick scale's variant, whose initial
-    plateau near 90% error is shorter, so a short run on a CPU gets past it.
+    distractor strokes and with a quarter of the pixel noise. It did not shorten the initial plateau
+    near 90% error (README, "Findings in minutes"), so no preset uses it.
 
     ``large=True`` draws every object with a radius of 0.75..0.95 of the half-width instead of
     0.55..0.8 (the same random draws, rescaled): the quick scale's set, whose 16x16 images would
