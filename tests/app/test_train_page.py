@@ -188,6 +188,9 @@ def test_scale_is_picked_for_the_device_said_and_sets_the_sidebar(runs_dir):
     at.select_slider(key="width").set_value(0.5)
     at.select_slider(key="image_size").set_value(16).run()
     assert f"**Start** ({quick.model.name.split(' ')[0]} w0.5 16px) " in start_caption()
+    at.toggle(key="large_objects").set_value(True)
+    at.toggle(key="augment").set_value(False).run()
+    assert f"**Start** ({quick.model.name.split(' ')[0]} w0.5 16px large no-aug) " in start_caption()
 
 
 def test_the_default_start_on_a_cpu_is_the_quick_scale_run(runs_dir):

@@ -117,11 +117,13 @@ def test_describe_fractional_width_and_image_size(capsys):
 def test_train_quick_options_are_recorded_and_labelled(tmp_path, capsys):
     code, out, err = _main_json(capsys, "train", "--arch", "plain", "--depth", "8", "--width", "0.5", "--image-size", "16",
                                 "--steps", "3", "--batch-size", "8", "--n-train", "40", "--n-test", "20",
+                                "--large-objects", "--no-augment",
                                 "--eval-every", "0", "--runs-dir", str(tmp_path), "--device", "cpu")
     assert code == 0, err
     cfg = json.loads((Path(out["run_dir"]) / "config.json").read_text())
     assert cfg["model"]["width"] == 0.5 and cfg["data"]["image_size"] == 16 and cfg["group"] == ""
-    assert "plain-8-w0.5-16px" in out["run_id"]
+    assert cfg["data"]["large_objects"] is True and cfg["data"]["augment"] is False
+    assert "plain-8-w0.5-16px-large-no-aug" in out["run_id"]
     # the tqdm bar: steps, a rate and an ETA on stderr
     assert "3/3" in err and ("step/s" in err or "s/step" in err)
     ckpt = Path(out["run_dir"]) / "checkpoints" / "last.pt"
