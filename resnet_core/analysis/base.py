@@ -335,9 +335,10 @@ _RATES: dict[str, float] = {}
 def forward_rate(device: torch.device) -> float:
     """Multiply-adds per second of a ResNet-20 forward pass (batch 32, 32x32) on ``device``, measured once
     per process: the unit of every cost estimate. On the CPU it is timed in channels_last, the layout
-    every analysis runs in there (oneDNN's NHWC kernels were about 3x faster than NCHW for this pass
-    on the 2-core CPU, so timing NCHW made every estimate about 3x too long), and the fastest of three
-    passes counts, so one pass slowed by other work does not set the rate for the whole process."""
+    every analysis runs in there (oneDNN's NHWC kernels ran this pass at 46 against 27-30 GMAC/s for
+    NCHW on the quiet 2-core CPU, about 3x faster under load, so timing NCHW made estimates that much
+    too long), and the fastest of three passes counts, so one pass slowed by other work does not set
+    the rate for the whole process."""
     from ..models import build_model, count_macs
 
     key = str(device)

@@ -136,3 +136,26 @@ def test_run_analysis_lesion_on_a_stored_run_and_cache(runs_dir):
 def test_lesion_needs_a_trained_model():
     with pytest.raises(AnalysisError, match="trained"):
         run_analysis("lesion", ModelSource(config=ModelConfig(depth=8)))
+
+
+def test_the_cost_unit_is_timed_in_the_layout_the_analyses_run_in(monkeypatch):
+    # Every analysis runs channels_last on the CPU; a rate timed in NCHW made every estimate long.
+    import torch
+
+    from resnet_core import models
+    from resnet_core.analysis import base
+
+    layouts = []
+    real_build = models.build_model
+
+    def recording_build(cfg):
+        model = real_build(cfg)
+        model.register_forward_pre_hook(
+            lambda m, args: layouts.append(args[0].is_contiguous(memory_format=torch.channels_last)))
+        return model
+
+    monkeypatch.setattr(models, "build_model", recording_build)
+    monkeypatch.setattr(base, "_RATES", {})
+    rate = base.forward_rate(torch.device("cpu"))
+    assert rate > 0 and len(layouts) >= 4            # a warm-up and three timed passes (count_macs adds one)
+    assert all(layouts[:4])
