@@ -10,12 +10,16 @@ import streamlit as st  # noqa: E402
 
 st.set_page_config(page_title="ResNet Lab", page_icon="🧱", layout="wide")
 
+TRAIN = ROOT / "pages" / "train.py"
 pages = [
-    st.Page(ROOT / "pages" / "train.py", title="Train", icon=":material/model_training:", url_path="train", default=True),
+    # The default page answers at "/" (its url_path only keys it inside Streamlit).
+    st.Page(TRAIN, title="Train", icon=":material/model_training:", url_path="home", default=True),
     st.Page(ROOT / "pages" / "compare.py", title="Compare", icon=":material/stacked_line_chart:", url_path="compare"),
     st.Page(ROOT / "pages" / "why.py", title="Why it works", icon=":material/science:", url_path="why"),
+    st.Page(ROOT / "pages" / "attribution.py", title="Attribution", icon=":material/image_search:",
+            url_path="attribution"),
+    # Streamlit serves the default page at "/" only; this hidden twin answers a link or bookmark to /train.
+    st.Page(TRAIN, title="Train", icon=":material/model_training:", url_path="train", visibility="hidden"),
 ]
-if (ROOT / "pages" / "attribution.py").is_file():  # written by another engineer; the app runs either way
-    pages.append(st.Page(ROOT / "pages" / "attribution.py", title="Attribution", icon=":material/image_search:", url_path="attribution"))
 
 st.navigation(pages).run()

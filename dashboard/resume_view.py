@@ -21,7 +21,7 @@ def resume_panel(manager, infos) -> None:
                         format_func=lambda r: state.run_title(by_id[r]))
     if st.button("Resume", key="resume_run", icon="▶️"):
         try:
-            manager.resume_run(pick)
+            manager.resume_run(pick, owner=state.session_owner())
             st.success(f"Resumed {by_id[pick].label} ({pick}) from its last checkpoint; it trains on the Train "
                        "page's queue and its curves continue where they stopped.", icon="▶️")
         except (ValueError, RuntimeError, OSError, CheckpointError) as e:

@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import streamlit as st
 
-from resnet_core.config import DataConfig
 from resnet_core.runs import RunInfo, default_runs_dir
 
 from .series import RunSeries, SeriesCache
-from .worker import RunManager, prefetch_dataset
+from .worker import RunManager
 
 
 @st.cache_resource(show_spinner=False)
 def _manager(runs_dir: str) -> RunManager:
+    from resnet_core.presets import preset_base, scale_config
+
     manager = RunManager.shared(runs_dir)
-    # The default data set renders in ~2 s; doing it now keeps that out of the first Start.
-    prefetch_dataset(DataConfig())
+    # The training processes import torch (~2.5 s) and render the default Start's and the quick presets'
+    # data sets (~2 s each) now, while the page is read, so that neither stands between Start and the
+    # first point.
+    manager.warm(scale_config("quick").data)
+    manager.warm(preset_base("quick").data)
     return manager
 
 
@@ -27,6 +31,14 @@ def _series_cache(runs_dir: str) -> SeriesCache:
 def runs_dir() -> str:
     # Read on every call, not once: tests point RESNET_LAB_RUNS at a fresh directory per test.
     return str(default_runs_dir().resolve())
+
+
+def session_owner() -> str:
+    """This browser session's id: the run queue takes sessions' runs in turn."""
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    return ctx.session_id if ctx is not None else ""
 
 
 def get_manager() -> RunManager:

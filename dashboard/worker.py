@@ -1,23 +1,32 @@
-"""The run manager: trains runs in worker threads of the server process; never imports Streamlit.
+"""The run manager: queues the dashboard's runs and trains each in a training process of its own
+(``dashboard/run_process.py``), started warm before it is needed; never imports Streamlit.
 
-Why threads and not processes: torch releases the GIL inside its kernels, so a training thread runs
-at nearly the speed of the CLI (bench/dashboard_overhead.py measures it); a new run starts in
-milliseconds because torch is already imported and the data set is cached in memory (a process
-would pay ~2.5 s of ``import torch`` before its first point); and nothing has to be shipped between
-processes, because every run writes its metrics into the run store on disk, which the pages read.
-What a watching page does cost training is CPU, not the GIL: a run in a process of its own, watched
-by a page redrawing every second, ran at 0.63-0.82 of its unwatched speed, against 0.62-0.69 for a
-run in this thread (see bench/redraw_floor.py for where that CPU goes).
-The store is the single source of truth: after a server restart every run is listed from disk, and
-the runs the dead process was training show as ``interrupted`` (``RunStore.get`` sees its pid gone).
+Why processes and not threads of the server: on a 2-core CPU, runs trained in threads of the server
+shared torch's one intra-op pool and the GIL with the page's chart building and ran at 0.47x the
+CLI's speed; in a process of their own, with a core each as ``reproduce --parallel 2`` gives them,
+they train like the CLI (``bench/dashboard_vs_cli.py`` measures both in one run), and a run that
+crashes or runs out of memory ends ``failed`` alone while the server and the other runs go on. The
+processes are kept between runs (torch imported, data sets cached), so a Start shows its first point
+within about a second.
+
+The store is the single source of truth: every run writes its metrics into the run store on disk,
+which the pages read; after a server restart every run is listed from disk, and the runs the dead
+server was training end ``stopped`` (their process sees the server gone and stops after its step)
+or ``interrupted``, and can be resumed.
 
 One manager per runs directory and process (``RunManager.shared``): every browser tab and every
-page talks to the same one, so a click, a page switch or a closed tab never stops a run.
+page talks to the same one, so a click, a page switch or a closed tab never stops a run. Queued runs
+are taken round-robin across owners (browser sessions), each with a cap on queued runs, so one
+user's fifty runs do not hold up a class.
 """
 from __future__ import annotations
 
+import atexit
 import collections
+import json
 import os
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -25,71 +34,141 @@ from pathlib import Path
 
 from resnet_core.config import DataConfig, RunConfig
 from resnet_core.presets import longest_first
-from resnet_core.runs import RunStore, RunWriter, default_runs_dir, execute_run
+from resnet_core.runs import ACTIVE, RunStore, RunWriter, default_runs_dir
 
+ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MAX_CONCURRENT = 2  # a 2-core CPU: a third run would only slow the other two down
+DEFAULT_MAX_QUEUED = 24     # per owner (browser session): the depth sweep's ten runs twice over, and more
+
+
+def _env_int(name: str, default: int) -> int:
+    try:
+        return max(1, int(os.environ.get(name, default)))
+    except ValueError:
+        return default
 
 
 def max_concurrent_from_env() -> int:
-    try:
-        return max(1, int(os.environ.get("RESNET_LAB_MAX_RUNS", DEFAULT_MAX_CONCURRENT)))
-    except ValueError:
-        return DEFAULT_MAX_CONCURRENT
+    return _env_int("RESNET_LAB_MAX_RUNS", DEFAULT_MAX_CONCURRENT)
+
+
+def threads_per_run(max_concurrent: int) -> int:
+    """Intra-op threads for each training process: the cores divided between the runs at once, as
+    ``reproduce --parallel N`` does (small nets use two cores poorly within one step)."""
+    return max(1, (os.cpu_count() or 1) // max(1, max_concurrent))
 
 
 # ----------------------------------------------------------------------------------------------------
-# Data sets, shared by every run of the process: the default shapes set takes ~2 s to render and
-# CIFAR-10 ~1 s to read, which would otherwise stand between Start and the first point.
+# Training processes, shared by every manager of this server process
 # ----------------------------------------------------------------------------------------------------
 
-_DATASET_CACHE_SIZE = 3   # CIFAR-10 is 150 MB of uint8; three data sets at most stay resident
-_datasets: "collections.OrderedDict[DataConfig, object]" = collections.OrderedDict()
-_dataset_locks: dict[DataConfig, threading.Lock] = {}
-_datasets_lock = threading.Lock()
+class _Child:
+    """One training process and the thread that reads its messages."""
 
+    def __init__(self):
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+        self.proc = subprocess.Popen([sys.executable, "-m", "dashboard.run_process"], cwd=str(ROOT), env=env,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+        self.ready = threading.Event()
+        self.dead = False
+        self.handler = None            # called with each message while the child trains a run
+        self._send_lock = threading.Lock()
+        threading.Thread(target=self._read, name=f"run-process-{self.proc.pid}", daemon=True).start()
 
-def cached_dataset(cfg: DataConfig):
-    """The loaded data set for ``cfg``, loaded once per process (raises what ``load_dataset`` raises).
-    Training only reads a Dataset's tensors, so runs in several threads share one safely."""
-    from resnet_core.data import load_dataset
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            try:
+                msg = json.loads(line)
+            except ValueError:
+                continue
+            if msg.get("type") == "ready":
+                self.ready.set()
+                continue
+            handler = self.handler
+            if handler is not None:
+                handler(self, msg)
+        self.dead = True
+        code = self.proc.wait()
+        handler = self.handler
+        if handler is not None:
+            handler(self, {"type": "died", "code": code})
 
-    with _datasets_lock:
-        if cfg in _datasets:
-            _datasets.move_to_end(cfg)
-            return _datasets[cfg]
-        key_lock = _dataset_locks.setdefault(cfg, threading.Lock())
-    with key_lock:  # twins asking for one data set together load it once
-        with _datasets_lock:
-            if cfg in _datasets:
-                return _datasets[cfg]
-        ds = load_dataset(cfg)
-        with _datasets_lock:
-            _datasets[cfg] = ds
-            while len(_datasets) > _DATASET_CACHE_SIZE:
-                _datasets.popitem(last=False)
-        return ds
+    def send(self, cmd: dict) -> bool:
+        with self._send_lock:
+            try:
+                self.proc.stdin.write(json.dumps(cmd) + "\n")
+                self.proc.stdin.flush()
+                return True
+            except (OSError, ValueError):  # the process is gone; its reader reports it
+                return False
 
-
-def warm_up_torch() -> None:
-    """Pays torch's one-off lazy imports now rather than at the first Start: constructing the first
-    optimizer imports torch._dynamo, ~2.4 s on a 2-core CPU (measured), before any step can run."""
-    import torch
-
-    torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
-
-
-def prefetch_dataset(cfg: DataConfig) -> threading.Thread:
-    """Loads ``cfg`` and warms torch up in the background (errors are left for the run that needs
-    the data set to report)."""
-    def load():
+    def close(self, timeout: float = 5.0) -> None:
+        self.send({"cmd": "exit"})
         try:
-            warm_up_torch()
-            cached_dataset(cfg)
-        except Exception:  # noqa: BLE001 - the run that uses this data set records the error
+            self.proc.stdin.close()
+        except OSError:
             pass
-    t = threading.Thread(target=load, name=f"prefetch-{cfg.name}", daemon=True)
-    t.start()
-    return t
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+class _Pool:
+    """Idle training processes, reused from run to run; new ones are started as needed."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._idle: list[_Child] = []
+        self._all: list[_Child] = []
+        self._prefetched: list[dict] = []
+
+    def _spawn(self) -> _Child:
+        child = _Child()
+        for data in self._prefetched:
+            child.send({"cmd": "prefetch", "data": data})
+        self._all.append(child)
+        return child
+
+    def take(self) -> _Child:
+        with self._lock:
+            while self._idle:
+                child = self._idle.pop(0)
+                if not child.dead and child.proc.poll() is None:
+                    return child
+            return self._spawn()
+
+    def give_back(self, child: _Child) -> None:
+        with self._lock:
+            child.handler = None
+            if not child.dead and child.proc.poll() is None:
+                self._idle.append(child)
+
+    def warm(self, n: int, data: DataConfig | None = None) -> None:
+        """At least ``n`` processes started (idle ones count), each loading ``data`` in the background."""
+        with self._lock:
+            if data is not None:
+                d = data.to_dict()
+                if d not in self._prefetched:
+                    self._prefetched.append(d)
+                    for child in self._all:
+                        if not child.dead:
+                            child.send({"cmd": "prefetch", "data": d})
+            self._idle = [c for c in self._idle if not c.dead and c.proc.poll() is None]
+            busy = sum(1 for c in self._all if not c.dead and c.proc.poll() is None and c not in self._idle)
+            while len(self._idle) + busy < n:
+                self._idle.append(self._spawn())
+
+    def close(self) -> None:
+        with self._lock:
+            children, self._all, self._idle = list(self._all), [], []
+        for child in children:
+            child.close()
+
+
+_POOL = _Pool()
+atexit.register(_POOL.close)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -98,7 +177,7 @@ def prefetch_dataset(cfg: DataConfig) -> threading.Thread:
 
 @dataclass
 class LiveState:
-    """What the training thread last reported, for progress bars; the curves come from the store."""
+    """What the training process last reported, for progress bars; the curves come from the store."""
     run_id: str
     state: str = "queued"             # queued, loading, running, stopping, done
     step: int = 0
@@ -106,36 +185,40 @@ class LiveState:
     images_per_s: float | None = None
     t: float = 0.0                    # seconds since the trainer started
     paused: bool = False
-    started: float | None = None      # time.time() when the thread began
+    started: float | None = None      # time.time() when its process took it
 
 
 @dataclass
 class _Job:
-    writer: RunWriter
-    stop: threading.Event = field(default_factory=threading.Event)
-    pause: threading.Event = field(default_factory=threading.Event)
-    thread: threading.Thread | None = None
+    run_id: str
+    owner: str = ""
+    resume: bool = False              # continues the run from its last checkpoint
     live: LiveState | None = None
-    resume: dict | None = None        # the checkpoint's training state when the job continues a run
+    child: _Child | None = None
+    stopped: bool = False
 
-    @property
-    def run_id(self) -> str:
-        return self.writer.run_id
+
+class QueueFull(RuntimeError):
+    """An owner already has as many queued runs as the manager allows."""
 
 
 class RunManager:
-    """Starts, queues, pauses and stops runs; at most ``max_concurrent`` train at once, the rest
-    wait in FIFO order. Thread-safe: Streamlit runs every browser session in its own thread."""
+    """Starts, queues, pauses and stops runs; at most ``max_concurrent`` train at once, each in a
+    training process, the rest wait. Queued runs are taken round-robin across owners (browser
+    sessions), in each owner's order. Thread-safe: Streamlit runs every browser session in its own
+    thread, and each training process reports from a reader thread."""
 
     _shared: dict[Path, "RunManager"] = {}
     _shared_lock = threading.Lock()
 
-    def __init__(self, runs_dir: str | Path | None = None, max_concurrent: int | None = None):
+    def __init__(self, runs_dir: str | Path | None = None, max_concurrent: int | None = None,
+                 max_queued: int | None = None):
         self.store = RunStore(runs_dir if runs_dir is not None else default_runs_dir())
         self.max_concurrent = max_concurrent or max_concurrent_from_env()
+        self.max_queued = max_queued or _env_int("RESNET_LAB_MAX_QUEUED", DEFAULT_MAX_QUEUED)
         self._lock = threading.RLock()
         self._running: dict[str, _Job] = {}
-        self._queue: collections.deque[_Job] = collections.deque()
+        self._queues: "collections.OrderedDict[str, collections.deque[_Job]]" = collections.OrderedDict()
         self._groups: list[tuple[str, list[str]]] = []   # (title, run ids) in start order
 
     @classmethod
@@ -147,27 +230,38 @@ class RunManager:
                 cls._shared[root] = cls(root, max_concurrent)
             return cls._shared[root]
 
-    # --- starting --------------------------------------------------------------------------------
-    def start(self, cfg: RunConfig, title: str | None = None) -> str:
-        return self.start_group([cfg], title or cfg.label)[0]
+    def warm(self, data: DataConfig | None = None) -> None:
+        """Starts the training processes now (importing torch and loading ``data`` in the background),
+        so that the first Start does not wait for them."""
+        _POOL.warm(self.max_concurrent, data)
 
-    def start_group(self, cfgs: list[RunConfig], title: str = "") -> list[str]:
+    # --- starting --------------------------------------------------------------------------------
+    def start(self, cfg: RunConfig, title: str | None = None, owner: str = "") -> str:
+        return self.start_group([cfg], title or cfg.label, owner=owner)[0]
+
+    def start_group(self, cfgs: list[RunConfig], title: str = "", owner: str = "") -> list[str]:
         """Creates every run at once (so all are listed as queued straight away), then starts them
-        in order as slots free up. Twins and presets use it."""
+        as slots free up. Twins and presets use it. Raises QueueFull past the owner's cap."""
         with self._lock:
-            jobs = [_Job(self.store.create(cfg, status="queued")) for cfg in cfgs]
-            for job in jobs:
-                job.live = LiveState(job.run_id)
+            waiting = len(self._queues.get(owner, ()))
+            if waiting + len(cfgs) > self.max_queued:
+                raise QueueFull(f"{waiting} run(s) of yours are already queued and at most {self.max_queued} may "
+                                f"wait at once; stop some or wait for them to start")
+            writers = [self.store.create(cfg, status="queued") for cfg in cfgs]
+            for w in writers:
+                w.close()   # its training process writes the run
+            jobs = [_Job(w.run_id, owner=owner, live=LiveState(w.run_id)) for w in writers]
             # Listed in the preset's order, started longest first (resnet_core.presets.longest_first) so
             # that with two slots the deepest nets do not run alone at the end.
+            queue = self._queues.setdefault(owner, collections.deque())
             for i in longest_first(cfgs) if self.max_concurrent > 1 else range(len(jobs)):
-                self._queue.append(jobs[i])
+                queue.append(jobs[i])
             ids = [j.run_id for j in jobs]
             self._groups.append((title or ", ".join(c.label for c in cfgs), ids))
             self._launch_ready()
         return ids
 
-    def resume_run(self, run_id: str) -> str:
+    def resume_run(self, run_id: str, owner: str = "") -> str:
         """Queues a stopped, interrupted or failed run to continue from its last checkpoint, in its own
         directory (resnet_core/resume.py). Not ``resume``, which un-pauses a training run. Raises
         ValueError (or CheckpointError) saying why a run cannot continue."""
@@ -182,64 +276,103 @@ class RunManager:
             plan = plan_resume(self.store, run_id)
             # Here it continues in one process, whatever number of ranks trained it before.
             cfg = dataclasses.replace(plan.config, distributed=DistributedConfig())
-            job = _Job(reopen(plan, cfg, status="queued"), resume=plan.state)
-            job.live = LiveState(run_id, step=plan.step)
-            self._queue.append(job)
+            reopen(plan, cfg, status="queued").close()
+            job = _Job(run_id, owner=owner, resume=True, live=LiveState(run_id, step=plan.step))
+            self._queues.setdefault(owner, collections.deque()).append(job)
             self._groups.append((f"{cfg.label} (resumed)", [run_id]))
             self._launch_ready()
         return run_id
 
+    def _next_job(self) -> _Job | None:
+        """The head of the next owner's queue in round-robin order (that owner moves to the back)."""
+        for owner in list(self._queues):
+            queue = self._queues[owner]
+            if not queue:
+                del self._queues[owner]
+                continue
+            job = queue.popleft()
+            self._queues.move_to_end(owner)
+            if not queue:
+                del self._queues[owner]
+            return job
+        return None
+
     def _launch_ready(self) -> None:
         with self._lock:
-            while self._queue and len(self._running) < self.max_concurrent:
-                job = self._queue.popleft()
-                job.thread = threading.Thread(target=self._run, args=(job,), name=f"run-{job.run_id}", daemon=True)
+            while len(self._running) < self.max_concurrent:
+                job = self._next_job()
+                if job is None:
+                    return
+                child = _POOL.take()
+                job.child = child
+                child.handler = lambda c, msg, job=job: self._on_message(job, c, msg)
                 self._running[job.run_id] = job
                 job.live.state, job.live.started = "loading", time.time()
-                job.thread.start()
+                child.send({"cmd": "run", "runs_dir": str(self.store.root.resolve()), "run_id": job.run_id,
+                            "threads": threads_per_run(self.max_concurrent), "resume": job.resume})
+                if job.stopped:   # stopped between queue and start: pass it on
+                    child.send({"cmd": "stop"})
 
-    def _run(self, job: _Job) -> None:
-        live = job.live
-
-        def on_event(event: dict) -> None:  # runs in this thread; plain attribute writes only
-            kind = event["type"]
-            if kind == "start":
-                live.total_steps, live.state = event["total_steps"], "running"
-            elif kind == "step":
-                live.step, live.images_per_s, live.t = event["step"], event["images_per_s"], event["t"]
-
-        try:
-            try:
-                dataset = cached_dataset(job.writer.config.data)
-            except Exception as e:  # noqa: BLE001 - recorded as the run's failure, like execute_run does
-                job.writer.set_status("failed", error=f"{type(e).__name__}: {e}", finished=time.time())
-                job.writer.close()
-                return
-            execute_run(job.writer, job.stop, job.pause, on_event=on_event, dataset=dataset, resume=job.resume)
-        finally:
+    def _on_message(self, job: _Job, child: _Child, msg: dict) -> None:
+        live, kind = job.live, msg.get("type")
+        if kind == "start":
+            live.total_steps = msg.get("total_steps")
+            if live.state == "loading":
+                live.state = "running"
+        elif kind == "step":
+            live.step, live.images_per_s, live.t = msg["step"], msg.get("images_per_s"), msg.get("t") or 0.0
+        elif kind in ("done", "died"):
+            if kind == "died":
+                self._record_death(job.run_id, msg.get("code"))
+            else:
+                _POOL.give_back(child)
             live.state = "done"
             with self._lock:
                 self._running.pop(job.run_id, None)
                 self._launch_ready()
+
+    def _record_death(self, run_id: str, code) -> None:
+        """The run's process died mid-run (killed, out of memory, a crash in native code): the run
+        ends ``failed`` with the reason; every metric it wrote is kept."""
+        try:
+            info = self.store.get(run_id)
+            if info.summary.get("status") not in ACTIVE:
+                return   # it wrote its own end before it went
+            if isinstance(code, int) and code < 0:
+                import signal
+
+                name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
+                why = (f"its training process was killed ({name}), most likely because the machine ran out of "
+                       "memory: try a smaller batch, width, depth or image size")
+            else:
+                why = f"its training process exited unexpectedly (exit code {code})"
+            writer = RunWriter.reattach(info.path)
+            writer.set_status("failed", error=why, finished=time.time())
+            writer.close()
+        except (OSError, ValueError, KeyError, TypeError):
+            pass   # a run folder that cannot be read is listed as damaged anyway
 
     # --- control ---------------------------------------------------------------------------------
     def stop(self, run_id: str) -> bool:
         """Stops a running run (within one training step) or takes a queued one off the queue and
         marks it ``stopped``. False when this manager does not have the run."""
         with self._lock:
-            for job in self._queue:
-                if job.run_id == run_id:
-                    self._queue.remove(job)
-                    job.writer.set_status("stopped", message="stopped before it started", finished=time.time())
-                    job.writer.close()
-                    job.live.state = "done"
-                    return True
+            for owner, queue in self._queues.items():
+                for job in queue:
+                    if job.run_id == run_id:
+                        queue.remove(job)
+                        writer = RunWriter.reattach(self.store.root / run_id)
+                        writer.set_status("stopped", message="stopped before it started", finished=time.time())
+                        writer.close()
+                        job.live.state = "done"
+                        return True
             job = self._running.get(run_id)
             if job is None:
                 return False
-            job.stop.set()
-            job.pause.clear()
-            job.live.state = "stopping"
+            job.stopped = True
+            if job.child is not None:
+                job.child.send({"cmd": "stop"})
+            job.live.state, job.live.paused = "stopping", False
             return True
 
     def stop_all(self) -> None:
@@ -248,41 +381,53 @@ class RunManager:
 
     def pause(self, run_id: str) -> bool:
         job = self._running.get(run_id)
-        if job is None:
+        if job is None or job.child is None:
             return False
-        job.pause.set()
+        job.child.send({"cmd": "pause"})
         job.live.paused = True
         return True
 
     def resume(self, run_id: str) -> bool:
         job = self._running.get(run_id)
-        if job is None:
+        if job is None or job.child is None:
             return False
-        job.pause.clear()
+        job.child.send({"cmd": "resume"})
         job.live.paused = False
         return True
 
     # --- state -----------------------------------------------------------------------------------
     def active(self) -> list[str]:
-        """Runs whose thread is alive (loading, training or stopping), in start order."""
+        """Runs whose process has them (loading, training or stopping), in start order."""
         with self._lock:
             return list(self._running)
 
     def queued(self) -> list[str]:
+        """Queued runs in the order they will start (round-robin across owners)."""
         with self._lock:
-            return [j.run_id for j in self._queue]
+            queues = [list(q) for q in self._queues.values()]
+        order = []
+        while any(queues):
+            for q in queues:
+                if q:
+                    order.append(q.pop(0).run_id)
+        return order
+
+    def queued_by(self, owner: str) -> int:
+        with self._lock:
+            return len(self._queues.get(owner, ()))
 
     def busy(self) -> bool:
         with self._lock:
-            return bool(self._running or self._queue)
+            return bool(self._running or any(self._queues.values()))
 
     def is_active(self, run_id: str) -> bool:
         with self._lock:
-            return run_id in self._running or any(j.run_id == run_id for j in self._queue)
+            return run_id in self._running or any(j.run_id == run_id for q in self._queues.values() for j in q)
 
     def live(self, run_id: str) -> LiveState | None:
         with self._lock:
-            job = self._running.get(run_id) or next((j for j in self._queue if j.run_id == run_id), None)
+            job = self._running.get(run_id) or next(
+                (j for q in self._queues.values() for j in q if j.run_id == run_id), None)
             return job.live if job is not None else None
 
     def last_group(self) -> tuple[str, list[str]] | None:
@@ -294,14 +439,14 @@ class RunManager:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with self._lock:
-                pending = set(self._running) | {j.run_id for j in self._queue}
+                pending = set(self._running) | {j.run_id for q in self._queues.values() for j in q}
             if not (pending & set(run_ids) if run_ids is not None else pending):
                 return True
             time.sleep(0.02)
         return False
 
     def shutdown(self, timeout: float = 30.0) -> bool:
-        """Stops everything and waits for the threads (tests and benchmarks)."""
+        """Stops everything and waits for the runs to end (tests and benchmarks)."""
         self.stop_all()
         return self.wait(timeout=timeout)
 

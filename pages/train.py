@@ -6,6 +6,7 @@ import os
 import streamlit as st
 
 from dashboard import charts, presets, state, widgets
+from dashboard.worker import QueueFull
 from resnet_core import presets as core_presets
 
 st.title("Train plain and residual nets")
@@ -26,7 +27,10 @@ def _show(run_ids: list[str]) -> None:
 
 
 def _start(cfgs, title):
-    _show(manager.start_group(cfgs, title))
+    try:
+        _show(manager.start_group(cfgs, title, owner=state.session_owner()))
+    except QueueFull as e:
+        st.session_state["start_refused"] = str(e)
 
 
 def _start_preset(key: str) -> None:
@@ -41,6 +45,9 @@ def _preset_configs(key: str, group: str = ""):
                                        group=group)
 
 
+refused = st.session_state.pop("start_refused", None)
+if refused:
+    st.warning(f"Not started: {refused}.", icon="⏳")
 if setup.errors:
     st.error("Fix the settings marked in the sidebar to start a run: " + "; ".join(setup.errors.values()), icon="🚫")
 cfg = setup.config

@@ -103,6 +103,22 @@ class RunWriter:
         self._mean = self._std = None
         self._flush_status()
 
+    @classmethod
+    def reattach(cls, path: Path) -> "RunWriter":
+        """A writer for a run another process created (the dashboard creates and queues a run, its
+        training process writes it): its config and status fields are kept, metrics are appended."""
+        writer = cls.__new__(cls)
+        writer.path = Path(path)
+        writer.config = RunConfig.from_dict(json.loads((writer.path / "config.json").read_text()))
+        writer._status = json.loads((writer.path / "status.json").read_text())
+        writer._status.update(pid=os.getpid(), host=HOST)
+        (writer.path / "features").mkdir(parents=True, exist_ok=True)
+        (writer.path / "checkpoints").mkdir(exist_ok=True)
+        writer._metrics = open(writer.path / "metrics.jsonl", "a", buffering=1)
+        writer._classes, writer._mean, writer._std = [], None, None
+        writer._flush_status()
+        return writer
+
     @property
     def run_id(self) -> str:
         return self.path.name
