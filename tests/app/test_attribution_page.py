@@ -74,7 +74,9 @@ def test_bad_upload_is_an_error_and_the_page_lives_on(runs_dir):
     assert at.radio(key="attr_source").value == "Upload"
 
 
-@pytest.mark.skipif(not RESNET20.is_file(), reason="../shared/weights absent")
+@pytest.mark.skipif(not RESNET20.is_file(), reason=(
+    "pins the community ResNet-20 checkpoint through the page's path box, kept in ../shared/weights beside "
+    "the checkout for the team's tests only; absent here"))
 def test_upload_with_community_checkpoint_shows_maps(runs_dir):
     at = AppTest.from_file(PAGE, default_timeout=120).run()
     at.file_uploader(key="attr_uploads").set_value(("photo.png", _png(), "image/png"))

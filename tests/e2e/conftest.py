@@ -1,7 +1,7 @@
 """End-to-end fixtures: a real `streamlit run` server on a free port and Debian's Chromium via Playwright.
 
 Fixtures (other e2e tests use these names): ``browser`` (session), ``page`` (function, screenshot to
-test-artifacts/ on failure), ``app_server`` (session: ``.url``, ``.runs_dir``). pytest-playwright's own
+test-artifacts/ on failure), ``app_server`` (module: ``.url``, ``.runs_dir``). pytest-playwright's own
 browser fixtures are not used: they look for Playwright's bundled browser, which is not installed.
 
 Waiting follows Streamlit's own e2e_playwright conftest: the root element carries
@@ -56,13 +56,14 @@ def _healthy(url: str) -> bool:
         return False
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def app_server(tmp_path_factory) -> AppServer:
+    """A server per test module, each with a run store of its own: no test sees another's runs."""
     runs_dir = tmp_path_factory.mktemp("e2e") / "runs"
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     ARTIFACTS.mkdir(exist_ok=True)
-    log = ARTIFACTS / "e2e-streamlit-server.log"
+    log = ARTIFACTS / f"e2e-streamlit-server-{port}.log"
     env = {**os.environ, "RESNET_LAB_RUNS": str(runs_dir)}
     with open(log, "w") as out:
         proc = subprocess.Popen(

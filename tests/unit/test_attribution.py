@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import threading
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,9 +16,6 @@ from resnet_core.attribution import METHODS, AttributionError, AttributionMethod
 from resnet_core.config import ModelConfig
 from resnet_core.models import build_model
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared"
-RESNET20 = SHARED / "weights" / "resnet20-12fca82f.th"
-needs_weights = pytest.mark.skipif(not RESNET20.is_file(), reason="../shared/weights absent")
 FAST = {"ig": {"n_steps": 8}, "smoothgrad": {"nt_samples": 4}, "occlusion": {"window": 8, "stride": 8}}
 
 warnings.filterwarnings("ignore", module="captum")
@@ -39,19 +35,22 @@ def image():
 
 
 @pytest.fixture(scope="module")
-def trained():
-    if not RESNET20.is_file():
-        pytest.skip("../shared/weights absent")
-    from resnet_core.checkpoints import load_checkpoint
-    return load_checkpoint(RESNET20)
+def trained(trained_shapes):
+    """A ResNet-8 trained here on the shapes (tests/conftest.py), not a downloaded one."""
+    return trained_shapes.loaded
+
+
+def _test_images(trained_shapes, n):
+    import dataclasses
+
+    from resnet_core.data import load_dataset, normalize
+    ds = load_dataset(dataclasses.replace(trained_shapes.data, n_train=10, n_test=max(10, n)))
+    return normalize(ds.test_x[:n], trained_shapes.loaded.mean, trained_shapes.loaded.std).float()
 
 
 @pytest.fixture(scope="module")
-def shapes_image(trained):
-    from resnet_core.config import DataConfig
-    from resnet_core.data import load_dataset, normalize
-    ds = load_dataset(DataConfig(name="synthetic", n_train=10, n_test=10, seed=0))
-    return normalize(ds.test_x[:1], trained.mean, trained.std).float()
+def shapes_image(trained_shapes):
+    return _test_images(trained_shapes, 1)
 
 
 @pytest.mark.parametrize("name", list(METHODS))
@@ -169,10 +168,9 @@ def test_overlay_png(image):
 
 # --- checks on a trained model -------------------------------------------------------------------
 
-@needs_weights
 @pytest.mark.parametrize("name", ["saliency", "gradcam", "ig", "deeplift"])
 def test_randomisation_separates_trained_from_random(name, trained, shapes_image):
-    """The maps of the trained ResNet-20 change when its top layers are re-drawn (not flagged); a
+    """The maps of a trained ResNet change when its top layers are re-drawn (not flagged); a
     self-comparison is perfectly correlated; a map that ignores the model (the input's own contrast)
     is flagged."""
     settings = FAST.get(name)
@@ -184,7 +182,6 @@ def test_randomisation_separates_trained_from_random(name, trained, shapes_image
     assert same.rank_correlation[0] == pytest.approx(1.0) and same.flagged
 
 
-@needs_weights
 def test_randomisation_flags_a_model_independent_map(trained, shapes_image, monkeypatch):
     def edges(model, x, target, *, layer, settings, run):
         contrast = (x[..., 1:, 1:] - x[..., :-1, :-1]).abs().sum(1)  # (B, H-1, W-1)
@@ -194,10 +191,10 @@ def test_randomisation_flags_a_model_independent_map(trained, shapes_image, monk
     assert r.flagged and r.rank_correlation[0] == pytest.approx(1.0)
 
 
-@needs_weights
 def test_cascading_randomisation(trained, shapes_image):
     steps = A.cascade_steps(trained.model)
-    assert steps[0] == ["fc"] and steps[1] == ["fc", "layer3.2"] and len(steps) == 10
+    n_blocks = 3 * (trained.model_cfg.depth - 2) // 6
+    assert steps[0] == ["fc"] and steps[1] == ["fc", "layer3.0"] and len(steps) == n_blocks + 1
     r = A.model_randomisation_check(trained.model, shapes_image, 2, "saliency", steps=steps[:3])
     assert len(r.rank_correlation) == 3 and all(-1 <= c <= 1 for c in r.rank_correlation)
     # the original model is untouched by the re-initialisation of its copies
@@ -205,13 +202,9 @@ def test_cascading_randomisation(trained, shapes_image):
     np.testing.assert_array_equal(again, r.original)
 
 
-@needs_weights
-@pytest.mark.parametrize("name", ["saliency", "ig"])
-def test_deletion_insertion_sane_on_trained_model(name, trained):
-    from resnet_core.config import DataConfig
-    from resnet_core.data import load_dataset, normalize
-    ds = load_dataset(DataConfig(name="synthetic", n_train=10, n_test=10, seed=0))
-    x = normalize(ds.test_x[:6], trained.mean, trained.std).float()
+@pytest.mark.parametrize("name", ["saliency", "gradcam", "ig"])
+def test_deletion_insertion_sane_on_trained_model(name, trained, trained_shapes):
+    x = _test_images(trained_shapes, 6)
     ours, random_order = [], []
     for i in range(len(x)):
         xi = x[i:i + 1]
@@ -232,7 +225,6 @@ def test_deletion_insertion_sane_on_trained_model(name, trained):
     assert np.mean(ours) > np.mean(random_order) + 0.05
 
 
-@needs_weights
 def test_shapes_pointing_game_numbers(trained):
     scores = A.shapes_evaluation(trained, ["saliency", "gradcam"], n_images=12)
     assert [s.method for s in scores] == ["saliency", "gradcam"]
