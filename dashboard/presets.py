@@ -91,9 +91,27 @@ def group_result(group: str, runs: list[RunInfo]) -> GroupResult | None:
     return GroupResult(group, key, preset.title, preset.what_to_look_for, runs, ended, summaries, verdict)
 
 
-def expected_duration(cfgs: list[RunConfig], device: str = "auto") -> str:
-    """The core's estimate of how long these runs take here, one after another, as a person reads it."""
-    return duration_text(core.estimate_seconds(cfgs, device))
+def expected_duration(cfgs: list[RunConfig], device: str = "auto",
+                      ahead: list[tuple[RunConfig, int]] | None = None) -> str:
+    """The core's estimate of how long these runs take here (behind the runs ``ahead``, training or
+    queued now), as a person reads it; "not measured yet" until this machine's calibration exists."""
+    seconds = core.estimate_seconds(cfgs, device, ahead=ahead)
+    if seconds is None:
+        return "not estimated yet (timing a few training steps on this machine)"
+    return "estimated " + duration_text(seconds) + (" after the runs ahead of it" if ahead else "")
+
+
+def estimate_basis(device: str = "auto") -> str:
+    """Where the page's durations come from, in one line."""
+    from resnet_core.costmodel import load_calibration
+    from resnet_core.train import resolve_device
+
+    try:
+        kind = resolve_device(device).type
+    except RuntimeError:
+        kind = "cpu"
+    cal = load_calibration(kind)
+    return cal.basis if cal is not None else "this machine's training speed is being measured"
 
 
 def duration_text(seconds: float | None) -> str:

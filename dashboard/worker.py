@@ -430,6 +430,19 @@ class RunManager:
                 (j for q in self._queues.values() for j in q if j.run_id == run_id), None)
             return job.live if job is not None else None
 
+    def ahead(self) -> list[tuple[RunConfig, int]]:
+        """(config, steps done) of every run training or queued now: what a new Start waits behind."""
+        with self._lock:
+            jobs = list(self._running.values()) + [j for q in self._queues.values() for j in q]
+        out = []
+        for job in jobs:
+            try:
+                cfg = RunConfig.from_dict(json.loads((self.store.root / job.run_id / "config.json").read_text()))
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+            out.append((cfg, job.live.step if job.live else 0))
+        return out
+
     def last_group(self) -> tuple[str, list[str]] | None:
         with self._lock:
             return self._groups[-1] if self._groups else None

@@ -51,6 +51,7 @@ if refused:
 if setup.errors:
     st.error("Fix the settings marked in the sidebar to start a run: " + "; ".join(setup.errors.values()), icon="🚫")
 cfg = setup.config
+ahead = manager.ahead()   # estimates count the runs already training or queued
 c1, c2, c3 = st.columns([1, 1.3, 3])
 c1.button("Start", type="primary", key="start", disabled=not setup.ok, on_click=_start,
           args=([cfg], cfg.label if cfg else ""), help="Train the network set up in the sidebar")
@@ -68,14 +69,16 @@ with c3.popover("Experiments from the papers"):
                   on_click=_start_preset, args=(key,))
         if runs:
             st.caption(f"{len(runs)} runs ({', '.join(r.label for r in runs)}), "
-                       f"{presets.expected_duration(runs, cfg.train.device)}. Look for: {preset.what_to_look_for}")
+                       f"{presets.expected_duration(runs, cfg.train.device, ahead)}. "
+                       f"Look for: {preset.what_to_look_for}")
         else:
             st.caption(f"Look for: {preset.what_to_look_for}")
 if setup.ok:
-    st.caption(f"Expected duration on this machine: **Start** ({cfg.label}) "
-               f"{presets.expected_duration([cfg], cfg.train.device)}, "
-               f"**Start twin** {presets.expected_duration(presets.twin(cfg), cfg.train.device)} "
-               f"({scale} scale; runs beyond {manager.max_concurrent} at once queue).")
+    st.caption(f"Expected duration: **Start** ({cfg.label}) "
+               f"{presets.expected_duration([cfg], cfg.train.device, ahead)}, "
+               f"**Start twin** {presets.expected_duration(presets.twin(cfg), cfg.train.device, ahead)} "
+               f"({scale} scale; runs beyond {manager.max_concurrent} at once queue; "
+               f"{presets.estimate_basis(cfg.train.device)}).")
 
 
 # --- which runs this page shows -------------------------------------------------------------------

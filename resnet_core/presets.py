@@ -11,7 +11,6 @@ Every figure here comes from ``resnet_core.curves``, so the page and the CLI's J
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 import os
 import time
@@ -388,42 +387,14 @@ def verdict(key: str, summaries: list[dict]) -> dict:
 
 
 # ----------------------------------------------------------------------------------------------------
-# Expected duration
+# Expected duration: resnet_core/costmodel.py, calibrated on the machine at hand
 # ----------------------------------------------------------------------------------------------------
 
-# Cost of one training step on one core: fixed + per weight layer + per GMAC of forward+backward,
-# fitted to single-thread CPU time per step of the quick configs (16x16 at widths 0.5 and 1, ResNet-8
-# to -56, batch 64; ResNet-8 at 32x32, batch 128) measured as one-thread runs of `train` on the 2-core x86-64 CPU, torch 2.14.1 (README, "Findings in minutes").
-# CPU time of a one-thread run hardly depends on what else the machine does, so it is the figure a
-# quiet machine shows. Accuracy: about 30% on the configs it was fitted to; further off for large
-# nets, where kernels use the cores better. CUDA and MPS: rough guesses (small nets are bound by
-# kernel launches there, not multiply-adds).
-STEP_COST = {  # (fixed ms, ms per weight layer, ms per GMAC of forward + backward)
-    "cpu": (8.0, 0.72, 30.0),
-    "cuda": (1.0, 0.12, 0.02),
-    "mps": (2.0, 0.3, 2.0),
-}
-# One run on 2 threads: the per-GMAC part speeds up about this much (the per-layer part hardly does);
-# two runs at once get a core each, which is how the dashboard (RESNET_LAB_MAX_RUNS=2) and
-# `reproduce --parallel 2` run a preset.
-INTRA_OP_SPEEDUP = 1.6
-EVAL_IMAGES_PER_BATCH = 256  # resnet_core.train.evaluate's batch
-
-
-@functools.lru_cache(maxsize=256)
 def forward_macs(model: ModelConfig, image_size: int) -> int:
-    """Multiply-adds of one image's forward pass (built once per config and size)."""
-    from .models import build_model, count_macs
+    """Multiply-adds of one image's forward pass, from the config (no model is built)."""
+    from .costmodel import config_macs
 
-    return count_macs(build_model(model), (image_size, image_size))
-
-
-def step_seconds(cfg: RunConfig, device_type: str = "cpu", threads: int = 1) -> float:
-    """Expected wall time of one training step of ``cfg`` (on ``threads`` CPU cores)."""
-    fixed, per_layer, per_gmac = STEP_COST.get(device_type, STEP_COST["cpu"])
-    train_gmacs = 3 * forward_macs(cfg.model, cfg.data.image_size) * cfg.train.batch_size / 1e9  # fwd + 2x bwd
-    speedup = INTRA_OP_SPEEDUP if device_type == "cpu" and threads > 1 else 1.0
-    return (fixed + per_layer * cfg.model.depth + per_gmac * train_gmacs / speedup) / 1000.0
+    return config_macs(model, image_size)
 
 
 def longest_first(cfgs: list[RunConfig], device_type: str = "cpu") -> list[int]:
@@ -431,9 +402,16 @@ def longest_first(cfgs: list[RunConfig], device_type: str = "cpu") -> list[int]:
     (Graham's LPT rule), so the last run to start is a short one and no core idles at the end. For the
     quick Degradation preset on two cores (at 1,300 steps) this was ~155 s instead of ~198 s in the
     preset's own order (plain-20, plain-56, ResNet-20, ResNet-56), where ResNet-56 started last and
-    ran alone."""
-    cost = [step_seconds(c, device_type) * (c.train.steps if c.train.steps is not None else c.train.epochs)
-            for c in cfgs]
+    ran alone. The order needs relative costs only: this machine's calibrated step cost when there is
+    one, else the work (weight layers and multiply-adds) per step."""
+    from .costmodel import load_calibration, step_gmacs, weight_layers
+
+    cal = load_calibration(device_type)
+
+    def per_step(c: RunConfig) -> float:
+        return cal.step_seconds(c, 1) if cal is not None else weight_layers(c.model) * 1e-3 + step_gmacs(c)
+
+    cost = [per_step(c) * (c.train.steps if c.train.steps is not None else c.train.epochs) for c in cfgs]
     return sorted(range(len(cfgs)), key=lambda i: -cost[i])
 
 
@@ -446,12 +424,13 @@ def runs_at_once() -> int:
 
 
 def estimate_seconds(cfgs: list[RunConfig], device: str = "auto", parallel: int | None = None,
-                     n_train: int | None = None, n_test: int | None = None) -> float:
+                     n_train: int | None = None, n_test: int | None = None,
+                     ahead: list[tuple[RunConfig, int]] | None = None) -> float | None:
     """Expected wall time of training ``cfgs``, ``parallel`` at a time (default: as the dashboard does,
-    ``runs_at_once()``), on ``device``: the step-cost model above times each run's steps, plus its
-    periodic and final evaluations (a forward pass is a third of a training step). On a CPU, runs
-    at once share the cores (a core each); a lone run gets them all. ``n_train``/``n_test`` default
-    to the config's synthetic sizes (they matter for epoch-based runs and the final evaluation)."""
+    ``runs_at_once()``), on ``device``, behind the runs ``ahead`` (config, steps done), from this
+    machine's calibrated step costs (resnet_core/costmodel.py). None while this machine and device
+    have not been measured yet: no figure is better than one from another machine."""
+    from .costmodel import load_calibration, schedule_seconds
     from .train import resolve_device
 
     if not cfgs:
@@ -460,16 +439,7 @@ def estimate_seconds(cfgs: list[RunConfig], device: str = "auto", parallel: int 
         kind = resolve_device(device).type
     except RuntimeError:
         kind = "cpu"
-    cores = os.cpu_count() or 1
-    at_once = max(1, min(len(cfgs), parallel or runs_at_once(), cores if kind == "cpu" else len(cfgs)))
-    threads = max(1, cores // at_once) if kind == "cpu" else 1
-    work = 0.0
-    for c in cfgs:
-        n_tr = n_train if n_train is not None else c.data.n_train
-        n_te = n_test if n_test is not None else c.data.n_test
-        steps = c.train.total_steps(n_tr)
-        evals = (steps // c.train.eval_every) if c.train.eval_every else 0
-        eval_images = evals * c.train.eval_batches * EVAL_IMAGES_PER_BATCH + n_te
-        work += step_seconds(c, kind, threads) * (steps + eval_images / (3 * c.train.batch_size))
-    # CPU: runs at once divide the work between the cores; a GPU runs them side by side about as fast.
-    return work / at_once if kind == "cpu" else work / max(1.0, at_once / 2)
+    cal = load_calibration(kind)
+    if cal is None:
+        return None
+    return schedule_seconds(cal, cfgs, parallel or runs_at_once(), ahead=ahead, n_train=n_train, n_test=n_test)

@@ -1,0 +1,330 @@
+"""Expected durations, measured on the machine at hand: one home for every training-time estimate.
+
+A training step of a config costs ``fixed + per_layer * depth + per_gmac * GMACs`` seconds, where
+GMACs are the multiply-adds of forward and backward over one batch (three forward passes' worth,
+counted from the config alone: no model is built). The three coefficients are not constants fitted
+elsewhere: ``calibrate`` times a few training steps (the trainer itself, probes included) of the
+default Start's net and the quick presets' nets on this machine and this device, once with one
+thread (two runs at once get a core each) and once with every core (a run alone gets them all), and
+fits them by least squares. The result is cached per machine (CPU model, cores, torch version,
+device) under ``~/.cache/resnet-lab`` (``RESNET_LAB_CACHE`` moves it); the dashboard calibrates in
+the background at start, the CLI on first use (``python -m resnet_core estimate --calibrate``).
+
+``schedule_seconds`` turns step costs into the wall time of a group of runs the way the dashboard
+trains them: at most ``parallel`` at once, longest first, the cores divided between the runs
+training at that moment, behind the runs already training or queued.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import platform
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import ModelConfig, RunConfig
+
+EVAL_IMAGES_PER_BATCH = 256   # resnet_core.train.evaluate's batch
+CALIBRATION_VERSION = 1
+
+
+# ----------------------------------------------------------------------------------------------------
+# Work of a config, from the config alone
+# ----------------------------------------------------------------------------------------------------
+
+def _out(size: int, stride: int) -> int:
+    return (size - 1) // stride + 1   # a 3x3 conv with padding 1, or a 1x1 with none
+
+
+def config_macs(model: ModelConfig, image_size: int) -> int:
+    """Multiply-adds of one image's forward pass (convolutions and the linear head), counted from the
+    architecture as ``models.count_macs`` measures a built model (a test checks they agree)."""
+    widths, n = model.stage_widths, model.n
+    bottleneck = model.block == "bottleneck"
+    expansion = 4 if bottleneck else 1
+    h = image_size
+    total = 3 * widths[0] * 9 * h * h
+    cin = widths[0]
+    for i, planes in enumerate(widths):
+        for j in range(n):
+            stride = 2 if i > 0 and j == 0 else 1
+            ho = _out(h, stride)
+            cout = planes * expansion
+            if bottleneck:
+                total += cin * planes * h * h + planes * planes * 9 * ho * ho + planes * cout * ho * ho
+            else:
+                total += cin * planes * 9 * ho * ho + planes * cout * 9 * ho * ho
+            changes_shape = stride != 1 or cin != cout
+            if model.residual and (model.shortcut == "C" or (model.shortcut == "B" and changes_shape)):
+                total += cin * cout * ho * ho
+            cin, h = cout, ho
+    return total + cin * model.num_classes
+
+
+def weight_layers(model: ModelConfig) -> int:
+    """Convolutions and the head: what a step pays a fixed kernel-launch cost for, forward and back."""
+    return 2 + 3 * model.n * (3 if model.block == "bottleneck" else 2)
+
+
+def step_gmacs(cfg: RunConfig) -> float:
+    """Multiply-adds of one training step, forward and backward (backward about twice the forward)."""
+    return 3 * config_macs(cfg.model, cfg.data.image_size) * cfg.train.batch_size / 1e9
+
+
+# ----------------------------------------------------------------------------------------------------
+# Calibration
+# ----------------------------------------------------------------------------------------------------
+
+@dataclass
+class Calibration:
+    machine: dict
+    device: str
+    coefficients: dict[int, tuple[float, float, float]]   # threads -> (fixed s, s per layer, s per GMAC)
+    startup_s: float                                       # a run's set-up before its first step
+    samples: list[dict]
+    measured_at: float
+
+    def step_seconds(self, cfg: RunConfig, threads: int = 1) -> float:
+        known = sorted(self.coefficients)
+        t = max((k for k in known if k <= threads), default=known[0])
+        fixed, per_layer, per_gmac = self.coefficients[t]
+        return fixed + per_layer * weight_layers(cfg.model) + per_gmac * step_gmacs(cfg)
+
+    @property
+    def basis(self) -> str:
+        when = time.strftime("%Y-%m-%d", time.localtime(self.measured_at))
+        return (f"estimated from {len(self.samples)} timed training steps of {len({s['label'] for s in self.samples})} "
+                f"nets on this machine ({self.machine.get('cpu', '?')}, {when})")
+
+    def to_dict(self) -> dict:
+        return {"version": CALIBRATION_VERSION, "machine": self.machine, "device": self.device,
+                "coefficients": {str(k): v for k, v in self.coefficients.items()}, "startup_s": self.startup_s,
+                "samples": self.samples, "measured_at": self.measured_at}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Calibration":
+        return cls(d["machine"], d["device"], {int(k): tuple(v) for k, v in d["coefficients"].items()},
+                   float(d["startup_s"]), list(d["samples"]), float(d["measured_at"]))
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_info(device: str = "cpu") -> dict:
+    import torch
+
+    info = {"host": platform.node(), "cpu": _cpu_model(), "cores": os.cpu_count() or 1, "torch": torch.__version__,
+            "device": device}
+    if device == "cuda" and torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def cache_path(device: str = "cpu") -> Path:
+    m = machine_info(device)
+    key = hashlib.sha256(json.dumps(m, sort_keys=True).encode()).hexdigest()[:16]
+    root = Path(os.environ.get("RESNET_LAB_CACHE", Path.home() / ".cache" / "resnet-lab"))
+    return root / f"cost-{device}-{key}.json"
+
+
+def calibration_configs(device: str = "cpu") -> list[RunConfig]:
+    """The nets the estimates are mostly asked about: the default Start's and the quick presets'
+    shallowest and deepest (their step costs span the fixed, per-layer and per-GMAC terms)."""
+    from .presets import build_fig6, preset_base, scale_config
+
+    start = scale_config("quick", device=device)
+    fig6 = build_fig6(preset_base("quick", device=device))
+    return [start] + [c for c in fig6 if c.model.residual] + [c for c in fig6 if not c.model.residual][:1]
+
+
+def time_steps(cfg: RunConfig, threads: int, steps: int = 6, warmup: int = 2) -> tuple[float, float]:
+    """(seconds per training step, seconds before the first step) of ``cfg`` on ``threads`` threads,
+    through the trainer itself (probes and logging as the config sets them; no evaluation)."""
+    import torch
+
+    from .data import load_dataset
+    from .train import train
+
+    every = max(1, cfg.train.log_every)   # the trainer reports (and probes) steps 1, 1 + every, ...
+    total = 1 + every * max(3, math.ceil((warmup + steps) / every))
+    data = dataclasses.replace(cfg.data, n_train=max(cfg.data.n_train // 10, 2 * cfg.train.batch_size, 10),
+                               n_test=16)
+    run = dataclasses.replace(cfg, data=data, train=dataclasses.replace(
+        cfg.train, steps=total, eval_every=0, checkpoint_every=0, feature_maps_every=0,
+        warmup_steps=0))
+    ds = load_dataset(data)
+    times: dict[int, float] = {}
+    t0 = time.perf_counter()
+
+    def on_event(e):
+        if e["type"] == "step":
+            times[e["step"]] = time.perf_counter()
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        train(run, on_event, dataset=ds)
+    finally:
+        torch.set_num_threads(before)
+    logged = sorted(times)
+    first = next(k for k in logged if k > warmup)   # the first steps pay one-off costs
+    last = logged[-1]
+    per_step = (times[last] - times[first]) / (last - first)
+    return per_step, max(0.0, times[logged[0]] - t0 - logged[0] * per_step)
+
+
+def _fit(rows: list[tuple[float, float, float]]) -> tuple[float, float, float]:
+    """Non-negative least squares for y = a + b*layers + c*gmacs (drops a term that fits negative)."""
+    import numpy as np
+
+    y = np.array([r[2] for r in rows])
+    cols = {0: np.ones(len(rows)), 1: np.array([r[0] for r in rows]), 2: np.array([r[1] for r in rows])}
+    active = [0, 1, 2]
+    while True:
+        A = np.stack([cols[i] for i in active], axis=1)
+        coef, *_ = np.linalg.lstsq(A, y, rcond=None)
+        if (coef >= 0).all() or len(active) == 1:
+            out = [0.0, 0.0, 0.0]
+            for i, c in zip(active, coef):
+                out[i] = max(0.0, float(c))
+            return tuple(out)
+        active.pop(int(np.argmin(coef)))
+
+
+def calibrate(device: str = "cpu", thread_counts: list[int] | None = None, save: bool = True,
+              configs: list[RunConfig] | None = None) -> Calibration:
+    """Times training steps of the calibration nets on this machine and fits the step-cost model."""
+    import torch
+
+    cores = os.cpu_count() or 1
+    if thread_counts is None:
+        thread_counts = sorted({1, cores}) if device == "cpu" else [max(1, torch.get_num_threads())]
+    configs = configs or calibration_configs(device)
+    samples, coefficients, startups = [], {}, []
+    for threads in thread_counts:
+        rows = []
+        for cfg in configs:
+            per_step, startup = time_steps(cfg, threads)
+            startups.append(startup)
+            samples.append({"label": cfg.label, "threads": threads, "step_s": round(per_step, 5),
+                            "layers": weight_layers(cfg.model), "gmacs": round(step_gmacs(cfg), 4)})
+            rows.append((weight_layers(cfg.model), step_gmacs(cfg), per_step))
+        coefficients[threads] = _fit(rows)
+    cal = Calibration(machine_info(device), device, coefficients, float(sorted(startups)[len(startups) // 2]),
+                      samples, time.time())
+    if save:
+        path = cache_path(device)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(cal.to_dict(), indent=1))
+        os.replace(tmp, path)
+    return cal
+
+
+def load_calibration(device: str = "cpu") -> Calibration | None:
+    """This machine's cached calibration, or None when it has not been measured yet."""
+    try:
+        d = json.loads(cache_path(device).read_text())
+        if d.get("version") != CALIBRATION_VERSION:
+            return None
+        return Calibration.from_dict(d)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+_background: dict[str, threading.Thread] = {}
+_background_lock = threading.Lock()
+
+
+def calibrate_in_background(device: str = "cpu") -> None:
+    """Starts the calibration in a process of its own (so it neither holds this process's GIL nor
+    shares its thread pool) unless this machine already has one or one is under way."""
+    import subprocess
+    import sys
+
+    if load_calibration(device) is not None:
+        return
+    with _background_lock:
+        t = _background.get(device)
+        if t is not None and t.is_alive():
+            return
+
+        def work():
+            root = Path(__file__).resolve().parent.parent
+            env = dict(os.environ)
+            env["PYTHONPATH"] = os.pathsep.join([str(root)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+            subprocess.run([sys.executable, "-m", "resnet_core", "estimate", "--calibrate", "--device", device],
+                           env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=900, check=False)
+
+        t = threading.Thread(target=work, name=f"calibrate-{device}", daemon=True)
+        _background[device] = t
+        t.start()
+
+
+def calibrating(device: str = "cpu") -> bool:
+    t = _background.get(device)
+    return t is not None and t.is_alive()
+
+
+# ----------------------------------------------------------------------------------------------------
+# Wall time of a group of runs
+# ----------------------------------------------------------------------------------------------------
+
+def run_work(cfg: RunConfig, n_train: int | None = None, n_test: int | None = None,
+             steps_done: int = 0) -> float:
+    """Steps left to train, plus evaluations counted as training-step equivalents (a forward pass is
+    about a third of a training step)."""
+    n_tr = n_train if n_train is not None else cfg.data.n_train
+    n_te = n_test if n_test is not None else cfg.data.n_test
+    steps = cfg.train.total_steps(n_tr)
+    left = max(0, steps - steps_done)
+    evals = (left // cfg.train.eval_every) if cfg.train.eval_every else 0
+    eval_images = evals * cfg.train.eval_batches * EVAL_IMAGES_PER_BATCH + n_te
+    return left + eval_images / (3 * cfg.train.batch_size)
+
+
+def schedule_seconds(cal: Calibration, cfgs: list[RunConfig], parallel: int, *,
+                     ahead: list[tuple[RunConfig, int]] | None = None,
+                     n_train: int | None = None, n_test: int | None = None) -> float:
+    """Seconds until every run of ``cfgs`` has finished, trained ``parallel`` at a time behind the
+    runs ``ahead`` (config, steps already done: those training or queued now). On a CPU the cores are
+    divided between the runs training at each moment (a run alone gets them all), as the dashboard's
+    run manager does; on a GPU runs side by side each take a step as if alone."""
+    from .presets import longest_first
+
+    cores = cal.machine.get("cores", os.cpu_count() or 1) if cal.device == "cpu" else 1
+    ahead = ahead or []
+    order = [cfgs[i] for i in (longest_first(cfgs) if parallel > 1 else range(len(cfgs)))]
+    pending = [(c, run_work(c, steps_done=d)) for c, d in ahead] + [(c, run_work(c, n_train, n_test)) for c in order]
+    mine = set(range(len(ahead), len(pending)))
+    active: dict[int, float] = {}     # index -> step equivalents left
+    t, nxt, finished = 0.0, 0, 0.0
+    while nxt < len(pending) or active:
+        while nxt < len(pending) and len(active) < parallel:
+            active[nxt] = pending[nxt][1]
+            nxt += 1
+        threads = max(1, cores // len(active)) if cal.device == "cpu" else 1
+        rate = {i: 1.0 / cal.step_seconds(pending[i][0], threads) for i in active}   # steps per second
+        i_first = min(active, key=lambda i: active[i] / rate[i])
+        dt = active[i_first] / rate[i_first]
+        t += dt
+        for i in list(active):
+            active[i] -= dt * rate[i]
+            if active[i] <= 1e-9 or i == i_first:
+                del active[i]
+                if i in mine:
+                    finished = t
+    return finished + cal.startup_s   # the last run's set-up (model, loader) before its first step
