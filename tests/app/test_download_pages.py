@@ -1,0 +1,128 @@
+"""Downloads from the pages against a loopback server: a community checkpoint picked on the Attribution
+page (progress, then maps; offline: one line with the URL and the path), and CIFAR-10 from the Train
+page's data set picker."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import time
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from dashboard import downloads
+from dashboard.worker import RunManager
+from resnet_core import community
+from tests.unit.loopback import dead_url, serve
+from tests.unit.test_cifar_download import tiny_archive
+from tests.unit.test_community import NAME, _tiny_community_file
+
+ROOT = Path(__file__).resolve().parents[2]
+ATTRIBUTION = str(ROOT / "pages" / "attribution.py")
+TRAIN = str(ROOT / "pages" / "train.py")
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    monkeypatch.setenv("RESNET_LAB_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("RESNET_LAB_DATA", str(tmp_path / "data"))
+    body = _tiny_community_file()
+    entry = dataclasses.replace(community.CATALOGUE[NAME], file=f"resnet20-{hashlib.sha256(body).hexdigest()[:8]}.th",
+                                size_bytes=len(body))
+    monkeypatch.setitem(community.CATALOGUE, NAME, entry)
+    for key in (downloads.community_job_key(NAME), downloads.CIFAR_KEY):  # the service is process-wide
+        downloads.service().drop(key)
+    yield entry, body
+    RunManager.shared(tmp_path / "runs").shutdown(timeout=60)
+
+
+def _png() -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (32, 32), (200, 50, 50)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _wait_downloads(timeout: float = 60.0) -> None:
+    deadline = time.time() + timeout
+    while any(j.active for j in list(downloads.service()._jobs.values())):
+        assert time.time() < deadline, "downloads did not finish"
+        time.sleep(0.05)
+
+
+def _attribution_with(name: str) -> AppTest:
+    at = AppTest.from_file(ATTRIBUTION, default_timeout=120).run()
+    at.file_uploader(key="attr_uploads").set_value(("photo.png", _png(), "image/png"))
+    at.multiselect(key="attr_models").set_value([name])
+    at.multiselect(key="attr_methods").set_value(["saliency"])
+    return at.run()
+
+
+def test_attribution_lists_community_checkpoints_and_downloads_the_chosen_one(env, monkeypatch):
+    entry, body = env
+    with serve({f"/{entry.file}": body}) as url:
+        monkeypatch.setenv(community.BASE_URL_ENV, url)
+        at = AppTest.from_file(ATTRIBUTION, default_timeout=120).run()
+        labels = at.multiselect(key="attr_models").options
+        assert f"ResNet-1202 CIFAR-10 community checkpoint · about 79 MB · downloaded on first use" in labels
+        assert any(label.startswith("ResNet-20 CIFAR-10 community checkpoint") for label in labels)
+        assert not any("shared" in label for label in labels) and "shared" not in at.text_input(key="attr_ckpt_path").label
+        at = _attribution_with(NAME)
+        assert not at.exception and not at.error, [e.value for e in at.error]
+        _wait_downloads()
+    assert entry.downloaded
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert any(label.endswith("· downloaded") for label in at.multiselect(key="attr_models").options)
+    assert at.get("download_button")  # the saliency overlay of the downloaded net
+
+
+def test_attribution_offline_is_one_line_with_url_and_path(env, monkeypatch):
+    entry, _ = env
+    monkeypatch.setenv(community.BASE_URL_ENV, dead_url())
+    at = _attribution_with(NAME)
+    _wait_downloads()
+    at.run()
+    assert not at.exception
+    errors = [e.value for e in at.error]
+    assert len(errors) == 1 and errors[0].startswith(f"cannot download {NAME} (offline?")
+    assert f"download {entry.url} and place it at {entry.path}" in errors[0]
+    assert at.button(key=f"attr_dl_{NAME}_retry")
+    assert not entry.path.parent.is_dir() or list(entry.path.parent.iterdir()) == []
+
+
+def test_train_sidebar_always_lists_cifar10_and_downloads_it(env, monkeypatch, tmp_path):
+    body = tiny_archive(tmp_path)
+    monkeypatch.setattr("resnet_core.data.cifar.CIFAR10_ARCHIVE_MD5", hashlib.md5(body).hexdigest())
+    at = AppTest.from_file(TRAIN, default_timeout=60).run()
+    picker = at.selectbox(key="data_name")
+    assert "CIFAR-10 (not downloaded yet)" in picker.options
+    picker.set_value("cifar10").run()
+    assert not at.exception
+    assert at.button(key="start").disabled  # nothing to train on yet
+    with serve({"/c.tgz": body}) as url:
+        monkeypatch.setenv("RESNET_LAB_CIFAR10_URL", f"{url}/c.tgz")
+        at.button(key="data_cifar_download").click().run()
+        _wait_downloads()
+    assert (tmp_path / "data" / "cifar-10-batches-py" / "test_batch").is_file()
+    at.run()
+    assert not at.exception
+    assert at.selectbox(key="data_name").value == "cifar10"
+    assert f"CIFAR-10 ({tmp_path / 'data'})" in at.selectbox(key="data_name").options
+    assert not at.button(key="start").disabled
+
+
+def test_train_sidebar_cifar10_offline_says_where_to_put_it(env, monkeypatch, tmp_path):
+    monkeypatch.setenv("RESNET_LAB_CIFAR10_URL", dead_url())
+    at = AppTest.from_file(TRAIN, default_timeout=60).run()
+    at.selectbox(key="data_name").set_value("cifar10").run()
+    at.button(key="data_cifar_download").click().run()
+    _wait_downloads()
+    at.run()
+    assert not at.exception
+    errors = [e.value for e in at.sidebar.error]
+    assert any(e.startswith("cannot download CIFAR-10 (offline?") and
+               str((tmp_path / "data" / "cifar-10-batches-py").resolve()) in e for e in errors), errors
