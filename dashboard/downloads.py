@@ -116,9 +116,10 @@ def _failed(job: Job | None) -> str | None:
     return job.error if job is not None and job.state == "failed" else None
 
 
-def community_checkpoint(name: str, key: str) -> Path | None:
-    """The cached file of a community checkpoint; while it downloads (started here: choosing it is its
-    first use) a progress bar, and None. A failed download shows its one line and a Retry button."""
+def community_checkpoint(name: str, key: str, auto: bool = True) -> Path | None:
+    """The cached file of a community checkpoint; while it downloads a progress bar, and None. ``auto``:
+    the download starts here (the user chose this net, so this is its first use); else a Download button
+    starts it (a net merely shown as a default choice). A failed download shows its one line and Retry."""
     ckpt = community.get(name)
     if ckpt.downloaded:
         return ckpt.path
@@ -143,6 +144,10 @@ def community_checkpoint(name: str, key: str) -> Path | None:
             st.rerun()
         return None
     if job is None:
+        if not auto:
+            st.caption(f"{name} is not downloaded yet ({ckpt.size_text()}, from {ckpt.url}).")
+            if not st.button(f"Download {name}", key=f"{key}_start"):
+                return None
         start_community(name)
     st.caption(f"{name} ({ckpt.size_text()}) is downloading from {ckpt.url} into {ckpt.path.parent}.")
     _progress(jkey)

@@ -126,3 +126,28 @@ def test_train_sidebar_cifar10_offline_says_where_to_put_it(env, monkeypatch, tm
     errors = [e.value for e in at.sidebar.error]
     assert any(e.startswith("cannot download CIFAR-10 (offline?") and
                str((tmp_path / "data" / "cifar-10-batches-py").resolve()) in e for e in errors), errors
+
+
+def test_why_page_offers_community_checkpoints_and_downloads_on_request(env, monkeypatch):
+    entry, body = env
+    page = str(ROOT / "pages" / "why.py")
+    monkeypatch.setenv(community.BASE_URL_ENV, dead_url())  # nothing may be fetched without the click
+    at = AppTest.from_file(page, default_timeout=120).run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    lesion_pick = at.selectbox(key="why_le_model")
+    assert lesion_pick.value == NAME  # no stored run: the first community checkpoint
+    assert any(o.startswith("ResNet-110 CIFAR-10 community checkpoint · about 7 MB") for o in lesion_pick.options)
+    assert downloads.service().job(downloads.community_job_key(NAME)) is None
+    assert f"{NAME} is not here yet: download it above." in [i.value for i in at.info]
+    with serve({f"/{entry.file}": body}) as url:
+        monkeypatch.setenv(community.BASE_URL_ENV, url)
+        at.button(key="why_le_dl_start").click().run()
+        _wait_downloads()
+    assert entry.downloaded
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert at.selectbox(key="why_le_model").options[0].endswith("· downloaded")
+    infos = [i.value for i in at.info]
+    assert f"{NAME} is not here yet: download it above." not in infos
+    # What now holds the lesion study back is the data, not the model: CIFAR-10 is not in the test's data dir.
+    assert any(i.startswith("The community checkpoints are CIFAR-10 models") for i in infos)
