@@ -106,3 +106,11 @@ def reference_line(run_config: dict, test_error: float | None, steps: int | None
     if steps is not None and steps < PAPER_STEPS:
         line += f"; this run trained {steps:,} of the paper's {PAPER_STEPS:,} steps"
     return line
+
+
+def run_reference(run_config: dict | None, summary: dict) -> str | None:
+    """``reference_line`` for a stored run, from its config and summary (``test_acc``, ``steps``)."""
+    acc = summary.get("test_acc")
+    steps = summary.get("steps", summary.get("step"))
+    return reference_line(run_config or {}, None if acc is None else 100 * (1 - float(acc)),
+                          None if steps is None else int(steps))

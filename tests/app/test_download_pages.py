@@ -151,3 +151,37 @@ def test_why_page_offers_community_checkpoints_and_downloads_on_request(env, mon
     assert f"{NAME} is not here yet: download it above." not in infos
     # What now holds the lesion study back is the data, not the model: CIFAR-10 is not in the test's data dir.
     assert any(i.startswith("The community checkpoints are CIFAR-10 models") for i in infos)
+
+
+def _paper_run(runs_dir: Path, depth: int, residual: bool, test_acc: float, steps: int) -> str:
+    from resnet_core.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+    from resnet_core.runs import RunStore
+
+    cfg = RunConfig(model=ModelConfig(depth=depth, residual=residual),
+                    data=DataConfig(name="cifar10", path="data", download=False), train=TrainConfig(steps=steps))
+    writer = RunStore(runs_dir).create(cfg, status="finished")
+    writer.set_status("finished", test_acc=test_acc, steps=steps)
+    writer.close()
+    return writer.run_id
+
+
+def test_finished_paper_runs_show_the_papers_figure_on_train_and_compare(env, tmp_path):
+    runs = tmp_path / "runs"
+    resnet = _paper_run(runs, 56, True, 0.91, 2_000)
+    plain = _paper_run(runs, 20, False, 0.85, 64_000)
+    expected = "9.00% test error; paper: 6.97% (He et al. 2015, Table 6); this run trained 2,000 of the paper's 64,000 steps"
+
+    at = AppTest.from_file(str(ROOT / "pages" / "compare.py"), default_timeout=60).run()
+    assert not at.exception
+    table = at.dataframe[0].value.set_index("run")
+    assert table.loc[resnet, "paper's test err (%)"] == 6.97 and table.loc[resnet, "test err (%)"] == 9.0
+    assert table.loc[plain, "paper's test err (%)"] != table.loc[plain, "paper's test err (%)"]  # NaN: not stated
+    captions = [c.value for c in at.caption]
+    assert f"resnet-56 · {resnet}: {expected}" in captions
+    assert any(c.startswith(f"plain-20 · {plain}: 15.00% test error; paper: not stated (He et al. 2015, Fig. 6")
+               for c in captions)
+
+    at = AppTest.from_file(TRAIN, default_timeout=60).run()
+    at.multiselect(key="shown_runs").set_value([resnet]).run()
+    assert not at.exception
+    assert f"resnet-56: {expected}" in [c.value for c in at.caption]
