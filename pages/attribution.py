@@ -58,7 +58,8 @@ else:
 options = dict(view.run_models(root))
 # The community CIFAR-10 nets by name, each with its size and whether it is already downloaded.
 options.update({name: downloads.community_label(name) for name in community.NAMES})
-path = st.text_input("... or a checkpoint file on the server by path (ours, .pt, or akamaster's format, .th)",
+path = st.text_input("Community CIFAR-10 checkpoint by path on the server (akamaster's .th format; a run's .pt "
+                     "works too)",
                      key="attr_ckpt_path").strip()
 if path:
     options[f"ckpt:{path}"] = f"checkpoint {path}"

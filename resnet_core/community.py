@@ -137,30 +137,15 @@ def resolve(spec: str | Path, progress: Progress | None = None) -> str | Path:
     return ensure(spec, progress) if is_community(str(spec)) else spec
 
 
-def tqdm_progress(name: str):
-    """A ``progress`` callback that draws a tqdm bar on stderr (the CLI's), and the bar to close."""
-    import sys
-
-    from tqdm import tqdm
-
-    bar = tqdm(desc=f"downloading {name}", unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr,
-               dynamic_ncols=True, leave=True)
-
-    def update(done: int, total: int | None) -> None:
-        if total is not None and bar.total != total:
-            bar.total = total
-        bar.update(done - bar.n)
-
-    return update, bar
-
-
 def ensure_with_bar(name: str, enabled: bool = True) -> Path:
     """``ensure`` with a tqdm bar on stderr while it downloads (none when already cached)."""
+    from .download import StderrBar
+
     if not enabled or get(name).downloaded:
         return ensure(name)
-    update, bar = tqdm_progress(name)
+    bar = StderrBar(f"downloading {name}")
     try:
-        return ensure(name, update)
+        return ensure(name, bar)
     finally:
         bar.close()
 

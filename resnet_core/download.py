@@ -80,3 +80,25 @@ def download(url: str, dest: str | Path, *, sha256_prefix: str | None = None, md
     finally:
         tmp.unlink(missing_ok=True)
     return dest
+
+
+class StderrBar:
+    """A ``progress`` callback drawing a tqdm bar of bytes on stderr (the CLI's), created with the first
+    bytes so that a download that never starts draws nothing. ``close()`` when done, whatever happened."""
+
+    def __init__(self, desc: str):
+        self.desc, self.bar = desc, None
+
+    def __call__(self, done: int, total: int | None) -> None:
+        if self.bar is None:
+            import sys
+
+            from tqdm import tqdm  # late: only a drawing CLI needs it
+
+            self.bar = tqdm(total=total, desc=self.desc, unit="B", unit_scale=True, unit_divisor=1024,
+                            file=sys.stderr, dynamic_ncols=True, leave=True)
+        self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()

@@ -116,26 +116,6 @@ def _read_cifar_batch(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
     return x, torch.from_numpy(labels)
 
 
-def _stderr_bar():
-    """A tqdm progress callback on stderr for the CLI's download (closed when the download completes)."""
-    import sys
-
-    from tqdm import tqdm
-
-    bar = None
-
-    def update(done: int, total: int | None) -> None:
-        nonlocal bar
-        if bar is None:
-            bar = tqdm(total=total, desc="downloading CIFAR-10", unit="B", unit_scale=True, unit_divisor=1024,
-                       file=sys.stderr, dynamic_ncols=True)
-        bar.update(done - bar.n)
-        if total is not None and done >= total:
-            bar.close()
-
-    return update
-
-
 def _cifar_missing_message(where: Path, why: str = "") -> str:
     return (
         f"CIFAR-10 was not found in {where} (looked for {where / CIFAR10_DIRNAME}){why}. "
@@ -206,7 +186,13 @@ def load_cifar10(root: str | Path, download: bool) -> Dataset:
     if not batches.is_dir():
         if not download:
             raise DataError(_cifar_missing_message(parent, " and downloading is off"))
-        download_cifar10(parent, _stderr_bar())
+        from ..download import StderrBar
+
+        bar = StderrBar("downloading CIFAR-10")
+        try:
+            download_cifar10(parent, bar)
+        finally:
+            bar.close()
         if not batches.is_dir():
             raise DataError(_cifar_missing_message(parent, " even after downloading"))
 
