@@ -81,3 +81,21 @@ def test_reference_line_says_how_far_the_run_trained():
     short = pub.reference_line(_run(), 12.0, steps=2_000)
     assert short.endswith("this run trained 2,000 of the paper's 64,000 steps")
     assert pub.reference_line(_run(data="synthetic"), 7.2) is None
+
+
+def test_readme_tables_use_the_published_figures():
+    from pathlib import Path
+
+    from resnet_core.community import CATALOGUE
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    for depth, paper in pub.PAPER_TABLE6.items():
+        row = next(line for line in readme.splitlines() if line.startswith(f"| ResNet-{depth} |"))
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert cells[1].startswith(f"{paper.error:.2f}%") and cells[3] == f"{pub.COMMUNITY[depth].error:.2f}%"
+        c = CATALOGUE[f"cifar10:resnet{depth}"]
+        row = next(line for line in readme.splitlines() if line.startswith(f"| `{c.name}` |"))
+        cells = [x.strip() for x in row.strip("|").split("|")]
+        paper_cell = f"{paper.error:.2f}%" + (f" ({paper.note})" if paper.note else "")
+        assert cells[1:] == [f"`{c.file}`", c.size_text(), f"{pub.PAPER_TABLE6_PARAMS_M[depth]:g}M",
+                             f"{c.published.error:.2f}%", paper_cell]
