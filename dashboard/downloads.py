@@ -102,12 +102,12 @@ def start_cifar(root: Path) -> Job:
 # --- on the page -----------------------------------------------------------------------------------------
 
 @st.fragment(run_every=0.5)
-def _progress(key: str) -> None:
+def _progress(key: str, widget_key: str) -> None:
     job = service().job(key)
     if job is None or not job.active:
         st.rerun()  # finished (or failed): the whole page redraws with the file, or the error line
     st.progress(job.progress, text=job.progress_text())
-    if st.button("Cancel download", key=f"dl_cancel_{key}"):
+    if st.button("Cancel download", key=f"{widget_key}_cancel"):
         service().cancel([key])
         st.rerun()
 
@@ -150,7 +150,7 @@ def community_checkpoint(name: str, key: str, auto: bool = True) -> Path | None:
                 return None
         start_community(name)
     st.caption(f"{name} ({ckpt.size_text()}) is downloading from {ckpt.url} into {ckpt.path.parent}.")
-    _progress(jkey)
+    _progress(jkey, key)
     return None
 
 
@@ -160,7 +160,7 @@ def cifar_download(key: str) -> None:
     root = cifar_download_root()
     job = service().job(CIFAR_KEY)
     if job is not None and job.active:
-        _progress(CIFAR_KEY)
+        _progress(CIFAR_KEY, key)
         return
     error = _failed(job)
     if error:

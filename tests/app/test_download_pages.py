@@ -185,3 +185,30 @@ def test_finished_paper_runs_show_the_papers_figure_on_train_and_compare(env, tm
     at.multiselect(key="shown_runs").set_value([resnet]).run()
     assert not at.exception
     assert f"resnet-56: {expected}" in [c.value for c in at.caption]
+
+
+def test_attribution_shows_download_progress_and_cancel_keeps_nothing(env, monkeypatch):
+    import threading
+
+    entry, body = env
+    release = threading.Event()
+    with serve({f"/{entry.file}": body}, hold={f"/{entry.file}": release}) as url:
+        monkeypatch.setenv(community.BASE_URL_ENV, url)
+        at = _attribution_with(NAME)
+        job = downloads.service().job(downloads.community_job_key(NAME))
+        deadline = time.time() + 30
+        while job.progress < 0.4:  # half the file is sent, then the server holds the rest back
+            assert time.time() < deadline, job
+            time.sleep(0.05)
+        at.run()  # the page returns while the download is under way
+        assert not at.exception and not at.error
+        bars = at.get("progress")
+        assert bars and "downloading cifar10:resnet20: running" in bars[0].proto.text
+        at.button(key=f"attr_dl_{NAME}_cancel").click().run()
+        release.set()
+        _wait_downloads()
+    assert job.state == "cancelled" and not entry.downloaded
+    assert not entry.path.parent.is_dir() or list(entry.path.parent.iterdir()) == []
+    at.run()
+    assert not at.exception and not at.error
+    assert at.button(key=f"attr_dl_{NAME}_again")  # it can be started again

@@ -7,10 +7,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 @contextmanager
-def serve(files: dict[str, bytes], truncate: dict[str, int] | None = None):
+def serve(files: dict[str, bytes], truncate: dict[str, int] | None = None,
+          hold: dict[str, threading.Event] | None = None):
     """Yields the base URL (``http://127.0.0.1:PORT``); ``files`` maps a path (``/x.th``) to its bytes.
-    ``truncate[path] = n`` announces the full length but sends only the first n bytes, then hangs up."""
-    truncate = truncate or {}
+    ``truncate[path] = n`` announces the full length but sends only the first n bytes, then hangs up.
+    ``hold[path]``: sends the first half, then waits for the event (at most 60 s) before the rest."""
+    truncate, hold = truncate or {}, hold or {}
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self):  # noqa: N802 - the stdlib's name
@@ -21,7 +23,16 @@ def serve(files: dict[str, bytes], truncate: dict[str, int] | None = None):
             self.send_response(200)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
-            self.wfile.write(body[: truncate.get(self.path, len(body))])
+            body = body[: truncate.get(self.path, len(body))]
+            if self.path in hold:
+                self.wfile.write(body[: len(body) // 2])
+                self.wfile.flush()
+                hold[self.path].wait(60)
+                body = body[len(body) // 2:]
+            try:
+                self.wfile.write(body)
+            except OSError:  # the client gave up (a cancelled download)
+                pass
 
         def log_message(self, *args):  # keep the test output clean
             pass
