@@ -11,10 +11,10 @@ import streamlit as st
 import torch
 
 from resnet_core import presets as core_presets
-
-from . import downloads
 from resnet_core.config import INITS, SCHEDULES, ConfigError, DataConfig, RunConfig, valid_depths
 from resnet_core.runs import ACTIVE
+
+from . import downloads
 
 MAX_MENU_DEPTH = 218   # deeper nets exist (up to 1202) but train at a few images per second on a CPU
 CIFAR_DIRNAME = "cifar-10-batches-py"

@@ -5,14 +5,13 @@ Every analysis is ``resnet_core.analysis``'s (the CLI's ``analyze`` runs the sam
 models and settings, runs them in the worker (``dashboard/analysis_view.py``) and draws the result."""
 from __future__ import annotations
 
-
 import streamlit as st
 
 from dashboard import analysis_charts as charts
 from dashboard import analysis_view as view
 from dashboard import downloads
-from resnet_core import community
 from dashboard.widgets import available_devices, cifar_root, plot
+from resnet_core import community
 from resnet_core.config import INITS, SHORTCUTS, ConfigError, ModelConfig, valid_depths
 from resnet_core.runs import default_runs_dir
 
