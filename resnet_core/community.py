@@ -132,11 +132,6 @@ def ensure(name: str, progress: Progress | None = None, cancel: threading.Event 
         raise CommunityError(ckpt.offline_message(f"{e.strerror or e}: {e.filename or ckpt.path.parent}")) from None
 
 
-def resolve(spec: str | Path, progress: Progress | None = None) -> str | Path:
-    """A checkpoint path as given, or a community name's cached file (downloaded on first use)."""
-    return ensure(spec, progress) if is_community(str(spec)) else spec
-
-
 def ensure_with_bar(name: str, enabled: bool = True) -> Path:
     """``ensure`` with a tqdm bar on stderr while it downloads (none when already cached)."""
     from .download import StderrBar

@@ -198,3 +198,12 @@ def test_help_texts_name_the_community_checkpoints(capsys):
             main(argv)
         text = capsys.readouterr().out
         assert "cifar10:resnet" in text and "shared" not in text
+
+
+def test_a_bad_file_placed_in_the_cache_says_how_to_recover(hub):
+    entry, _ = hub
+    entry.path.parent.mkdir(parents=True)
+    entry.path.write_bytes(b"not a checkpoint")
+    with pytest.raises(community.CommunityError) as err:
+        community.load(NAME)
+    assert f"delete {entry.path} to download it again" in str(err.value) and "\n" not in str(err.value)
