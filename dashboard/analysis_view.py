@@ -23,7 +23,6 @@ import traceback
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable
 
 from resnet_core import analysis as core
@@ -34,8 +33,6 @@ from resnet_core.runs import RunStore
 from .jobs import Job, JobService, one_line  # noqa: F401  (Job, one_line: used by the page)
 
 MAX_RESULTS = 64           # a 2-D landscape result is a few hundred numbers; 64 of anything stay small
-ROOT = Path(__file__).resolve().parent.parent
-SHARED_WEIGHTS = ROOT.parent / "shared" / "weights"
 
 
 USER_ERRORS = (ConfigError, CheckpointError, FileNotFoundError, core.AnalysisError)
@@ -219,11 +216,6 @@ def stored_runs(root: str) -> list[dict]:
                     "residual": bool(model.get("residual", True)), "depth": model.get("depth"),
                     "has_init": (ckpt.parent / "init.pt").is_file()})
     return out
-
-
-def community_checkpoints(folder: Path = SHARED_WEIGHTS) -> list[str]:
-    """The pretrained CIFAR-10 ResNets in ../shared/weights, when that folder exists."""
-    return [str(p) for p in sorted(folder.glob("*.th"))] if folder.is_dir() else []
 
 
 # --- export ------------------------------------------------------------------------------------------

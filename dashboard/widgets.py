@@ -14,6 +14,8 @@ from resnet_core import presets as core_presets
 from resnet_core.config import INITS, SCHEDULES, ConfigError, DataConfig, RunConfig, valid_depths
 from resnet_core.runs import ACTIVE
 
+from . import downloads
+
 MAX_MENU_DEPTH = 218   # deeper nets exist (up to 1202) but train at a few images per second on a CPU
 CIFAR_DIRNAME = "cifar-10-batches-py"
 
@@ -193,11 +195,12 @@ def run_setup(base: RunConfig | None = None) -> Setup:
 
         st.header("Data")
         cifar = cifar_root()
-        names = {"synthetic": "Shapes (embedded, 10 classes)", "folder": "Image folder"}
-        if cifar:
-            names = {"synthetic": names["synthetic"], "cifar10": f"CIFAR-10 ({cifar})", "folder": names["folder"]}
+        names = {"synthetic": "Shapes (embedded, 10 classes)",
+                 "cifar10": f"CIFAR-10 ({cifar})" if cifar else "CIFAR-10 (not downloaded yet)",
+                 "folder": "Image folder"}
         data_name = st.selectbox("Data set", list(names), index=_index(list(names), bd.name), format_func=names.get,
-                                 key="data_name", help="CIFAR-10 is listed when data/cifar-10-batches-py exists")
+                                 key="data_name", help="CIFAR-10 is read from data/cifar-10-batches-py (or "
+                                 "$RESNET_LAB_DATA); when it is not there, a Download button fetches it")
         # Fields the sidebar does not show (e.g. the synthetic set's seed) keep the base config's values.
         data_kwargs: dict = {"name": data_name, "path": None}
         if data_name == "synthetic":
@@ -209,7 +212,10 @@ def run_setup(base: RunConfig | None = None) -> Setup:
                 help="Shapes of radius 0.75-0.95 of the half-width instead of 0.55-0.8: at 16x16 a shape keeps "
                      "6-8 pixels of radius, and deep nets leave the initial plateau sooner (the quick presets' set)")
         elif data_name == "cifar10":
-            data_kwargs.update(path=cifar, download=False)
+            data_kwargs.update(path=cifar or str(downloads.cifar_download_root()), download=False)
+            if not cifar:
+                errors["data"] = "CIFAR-10 is not on this machine yet: download it below"
+                downloads.cifar_download("data_cifar_download")
         else:
             path = st.text_input("Folder (one sub-folder per class)", key="data_path").strip()
             data_kwargs["path"] = path or None

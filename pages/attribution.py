@@ -10,6 +10,8 @@ import streamlit as st
 from PIL import Image
 
 from dashboard import attribution_view as view
+from dashboard import downloads
+from resnet_core import community
 from resnet_core.attribution import (METHODS, default_layer, deletion_insertion, layer_choices,
                                      model_randomisation_check, overlay, png_bytes, predict, shapes_evaluation,
                                      attribute)
@@ -54,7 +56,10 @@ else:
 
 # --- models --------------------------------------------------------------------------------------------
 options = dict(view.run_models(root))
-path = st.text_input("Community CIFAR-10 checkpoint by path (akamaster format, e.g. ../shared/weights/resnet20-12fca82f.th)",
+# The community CIFAR-10 nets by name, each with its size and whether it is already downloaded.
+options.update({name: downloads.community_label(name) for name in community.NAMES})
+path = st.text_input("Community CIFAR-10 checkpoint by path on the server (akamaster's .th format; a run's .pt "
+                     "works too)",
                      key="attr_ckpt_path").strip()
 if path:
     options[f"ckpt:{path}"] = f"checkpoint {path}"
@@ -82,6 +87,10 @@ for spec in model_specs:
     try:
         if spec.startswith("upload:"):
             models[spec] = view.get_uploaded_model(spec, uploaded_bytes[spec])
+        elif community.is_community(spec):
+            # Downloaded on first use, in the background with a progress bar; used once it is here.
+            if downloads.community_checkpoint(spec, key=f"attr_dl_{spec}") is not None:
+                models[spec] = view.get_model(spec, root)
         else:
             models[spec] = view.get_model(spec, root)
     except view.USER_ERRORS as e:
@@ -107,7 +116,9 @@ if not images:
     st.info("Upload an image or pick shapes samples to begin.")
     st.stop()
 if not models:
-    st.info("Pick a model: a stored run, a community checkpoint by path or upload, or an ImageNet ResNet.")
+    if not any(community.is_community(s) for s in model_specs):  # else: its download's progress is shown
+        st.info("Pick a model: a stored run, a community CIFAR-10 checkpoint, a checkpoint by path or upload, "
+                "or an ImageNet ResNet.")
     st.stop()
 if not method_names:
     st.info("Pick at least one method.")

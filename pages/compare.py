@@ -9,6 +9,7 @@ import streamlit as st
 
 from dashboard import charts, presets, resume_view, state, widgets
 from dashboard.series import metrics_long_csv
+from resnet_core.published import paper_reference, run_reference
 from resnet_core.runs import ACTIVE
 
 st.title("Compare runs")
@@ -25,6 +26,13 @@ if not infos:
     st.stop()
 
 
+def _paper_error(config: dict | None) -> float | None:
+    """He et al. 2015 Table 6's figure for a CIFAR-10 run of one of its nets (none for plain nets: the
+    paper draws their curves in Fig. 6 but states no number)."""
+    ref = paper_reference(config or {})
+    return None if ref is None else ref.error
+
+
 def _table() -> pd.DataFrame:
     rows = []
     for i in infos:
@@ -32,6 +40,8 @@ def _table() -> pd.DataFrame:
         rows.append({"run": i.run_id, "label": i.label, "group": (i.config or {}).get("group") or "",
                      "status": i.status, "steps": s.get("steps", s.get("step")),
                      "test acc (%)": round(100 * s["test_acc"], 2) if s.get("test_acc") is not None else None,
+                     "test err (%)": round(100 * (1 - s["test_acc"]), 2) if s.get("test_acc") is not None else None,
+                     "paper's test err (%)": _paper_error(i.config),
                      "train loss": s.get("train_loss"),
                      "images/s": round(s["images_per_s"]) if s.get("images_per_s") else None,
                      "created": pd.Timestamp.fromtimestamp(i.created).strftime("%Y-%m-%d %H:%M:%S")})
@@ -40,6 +50,13 @@ def _table() -> pd.DataFrame:
 
 with st.expander(f"All {len(infos)} stored runs", expanded=False):
     st.dataframe(_table(), hide_index=True, width="stretch")
+    st.caption("Paper's test err: He et al. 2015, Table 6, for runs on CIFAR-10 at 32x32 of the paper's nets "
+               "(basic post-activation blocks with BN, widths 16/32/64, option A), trained for the paper's "
+               "64,000 steps or not; each finished run of those nets is listed here with both.")
+    for i in infos:
+        reference = run_reference(i.config, i.summary) if i.status == "finished" else None
+        if reference:
+            st.caption(f"{i.label} · {i.run_id}: {reference}")
 
 run_groups = presets.groups(infos)
 

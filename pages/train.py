@@ -8,6 +8,7 @@ import streamlit as st
 from dashboard import charts, presets, state, widgets
 from dashboard.worker import QueueFull
 from resnet_core import presets as core_presets
+from resnet_core.published import run_reference
 
 st.title("Train plain and residual nets")
 st.caption("Set up a network in the sidebar and press **Start**. A residual net adds each block's input x to "
@@ -149,6 +150,10 @@ def _progress(info, s) -> None:
             cols[1].button("Resume" if paused else "Pause", key=f"pause_{info.run_id}",
                            on_click=manager.resume if paused else manager.pause, args=(info.run_id,))
         cols[2].button("Stop", key=f"stop_{info.run_id}", on_click=manager.stop, args=(info.run_id,))
+    if info.status == "finished":  # the paper's figure beside a CIFAR-10 run of one of its nets
+        reference = run_reference(info.config, info.summary)
+        if reference:
+            st.caption(f"{info.label}: {reference}")
     if info.status == "failed":
         st.error(f"{info.label} failed: {info.error or info.summary.get('message', 'unknown error')}", icon="❌")
     elif info.status == "diverged":

@@ -5,13 +5,13 @@ Every analysis is ``resnet_core.analysis``'s (the CLI's ``analyze`` runs the sam
 models and settings, runs them in the worker (``dashboard/analysis_view.py``) and draws the result."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import streamlit as st
 
 from dashboard import analysis_charts as charts
 from dashboard import analysis_view as view
+from dashboard import downloads
 from dashboard.widgets import available_devices, cifar_root, plot
+from resnet_core import community
 from resnet_core.config import INITS, SHORTCUTS, ConfigError, ModelConfig, valid_depths
 from resnet_core.runs import default_runs_dir
 
@@ -89,8 +89,9 @@ with st.expander("Images and device", expanded=False):
 INIT_DATA = {"name": "cifar10", "path": cifar, "download": False} if data_pick == "CIFAR-10" else None
 # The community checkpoints are CIFAR-10 models: evaluated on anything else, their errors would mean nothing.
 CKPT_DATA = {"name": "cifar10", "path": cifar, "download": False} if cifar else None
-NO_CIFAR = ("The community checkpoints are CIFAR-10 models and CIFAR-10 is not on this machine: extract "
-            "cifar-10-python.tar.gz into data/ (or set RESNET_LAB_DATA) to analyse them on their own images.")
+NO_CIFAR = ("The community checkpoints are CIFAR-10 models and CIFAR-10 is not on this machine: download it "
+            "from the Train page's sidebar (Data set: CIFAR-10), or extract cifar-10-python.tar.gz into data/ "
+            "(or set RESNET_LAB_DATA), to analyse them on their own images.")
 
 
 def run_choice_label(r: dict) -> str:
@@ -328,14 +329,14 @@ def paths(name: str) -> None:
             pick = c2.selectbox("Run", list(by_id), key="why_pa_run", format_func=lambda i: run_choice_label(by_id[i]))
             requests = [view.Request(name, by_id[pick]["label"], run_id=pick, settings=settings)]
     else:
-        ckpts = view.community_checkpoints()
-        if not ckpts:
-            problem = "No community checkpoints here (../shared/weights is absent)."
+        pick = c2.selectbox("Checkpoint", community.NAMES, key="why_pa_ckpt", format_func=downloads.community_label)
+        path = downloads.community_checkpoint(pick, key="why_pa_dl", auto=False)  # a button, then progress
+        if path is None:
+            problem = f"{pick} is not here yet: it is used once its download ends."
         else:
-            pick = c2.selectbox("Checkpoint", ckpts, key="why_pa_ckpt", format_func=lambda p: Path(p).name)
             if CKPT_DATA is None and measure:
                 problem = NO_CIFAR
-            requests = [view.Request(name, Path(pick).stem.split("-")[0], checkpoint=pick, settings=settings,
+            requests = [view.Request(name, pick.split(":")[1], checkpoint=str(path), settings=settings,
                                      data=CKPT_DATA)]
 
     def draw(results):
@@ -360,12 +361,9 @@ def lesion(name: str) -> None:
     # Residual runs first (the study's subject), then the community checkpoints, then plain runs.
     ordered = [r for r in RUNS if r["residual"]], [r for r in RUNS if not r["residual"]]
     options = {f"run:{r['run_id']}": run_choice_label(r) for r in ordered[0]}
-    options.update({f"ckpt:{p}": f"community checkpoint {Path(p).name}" for p in view.community_checkpoints()})
+    options.update({n: downloads.community_label(n) for n in community.NAMES})
     options.update({f"run:{r['run_id']}": run_choice_label(r) for r in ordered[1]})
     labels = {f"run:{r['run_id']}": f"{r['label']} · {r['run_id'][-4:]}" for r in RUNS}
-    if not options:
-        st.info("No stored run has a checkpoint and ../shared/weights is absent: train a run first.")
-        return
     c1, c2 = st.columns(2)
     pick = c1.selectbox("Net (a stored run with a checkpoint, or a community checkpoint)", list(options),
                         key="why_le_model", format_func=options.get)
@@ -384,10 +382,14 @@ def lesion(name: str) -> None:
         kind, ref = spec.split(":", 1)
         if kind == "run":
             requests.append(view.Request(name, labels[spec], run_id=ref, settings=settings))
-        else:
+        else:  # a community checkpoint by name, downloaded on first use
+            path = downloads.community_checkpoint(spec, key="why_le_dl", auto=False)
+            if path is None:
+                problem = f"{spec} is not here yet: download it above."
+                continue
             if CKPT_DATA is None:
                 problem = NO_CIFAR
-            requests.append(view.Request(name, f"{Path(ref).stem.split('-')[0]} (community)", checkpoint=ref,
+            requests.append(view.Request(name, f"{ref} (community)", checkpoint=str(path),
                                          settings=settings, data=CKPT_DATA))
 
     def draw(results):

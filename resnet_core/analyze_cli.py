@@ -15,8 +15,8 @@ import sys
 from pathlib import Path
 
 EXAMPLES = ("python -m resnet_core analyze gradient-flow --depth 56 --depths 8,20,56,110,218,434,1202 --out out/ ; "
-            "python -m resnet_core analyze lesion --checkpoint ../shared/weights/resnet56-4bfd9763.th "
-            "--dataset synthetic --images 1000")
+            "python -m resnet_core analyze lesion --checkpoint cifar10:resnet56 --dataset cifar10 --data-dir data "
+            "--images 1000")
 
 # flag -> (setting name, type, help); a flag applies to the analyses that have that setting
 SETTING_FLAGS = {
@@ -41,7 +41,9 @@ def add_analyze_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("analysis", choices=list(ANALYSES), help="which analysis")
     src = p.add_argument_group("model source (default: a fresh net from the model flags)")
     src.add_argument("--run", default=None, help="a stored run id (see `runs`)")
-    src.add_argument("--checkpoint", default=None, help="a .pt from runs/<id>/checkpoints, or an akamaster .th file")
+    src.add_argument("--checkpoint", default=None,
+                     help="a .pt from runs/<id>/checkpoints, an akamaster .th file, or a community CIFAR-10 net by "
+                          "name, downloaded on first use: cifar10:resnet20, 32, 44, 56, 110 or 1202")
     _add_model_flags(p)
     _add_data_flags(p, default=None)
     g = p.add_argument_group("settings")
@@ -101,6 +103,10 @@ def _source(a):
     if a.run:
         return ModelSource(run_id=a.run)
     if a.checkpoint:
+        from . import community
+
+        if community.is_community(a.checkpoint):  # downloaded on first use, with a bar on stderr
+            return ModelSource(checkpoint=str(community.ensure_with_bar(a.checkpoint, not a.quiet)))
         if not Path(a.checkpoint).is_file():
             raise AnalysisError(f"checkpoint not found: {a.checkpoint}")
         return ModelSource(checkpoint=a.checkpoint)

@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-EXAMPLE = ("python -m resnet_core attribute --image cat.jpg --model ckpt:../shared/weights/resnet20-12fca82f.th "
+EXAMPLE = ("python -m resnet_core attribute --image cat.jpg --model cifar10:resnet20 "
            "--method gradcam --out cat_gradcam.png")
 
 
@@ -63,6 +63,10 @@ def _attribute(args) -> dict:
     if not out.parent.is_dir():
         raise AttributionError(f"the output directory {out.parent} does not exist")
     img = load_image(args.image)  # before the model: a bad picture fails fast
+    from .community import ensure_with_bar, is_community
+
+    if is_community(args.model):  # downloaded on first use, with a bar on stderr
+        ensure_with_bar(args.model)
     loaded = load_model(args.model, runs_dir=args.runs_dir, device=resolve_device(args.device))
     view = model_view(img, loaded.input_size)
     x = normalize_image(view, loaded.mean, loaded.std)

@@ -91,6 +91,11 @@ def _data_cfg(a) -> DataConfig:
                       large_objects=getattr(a, "large_objects", False), **size)
 
 
+def _community_names() -> list[str]:
+    from .community import NAMES
+    return NAMES
+
+
 def _runs_dir(p):
     p.add_argument("--runs-dir", default=None, help="run store directory (default: $RESNET_LAB_RUNS or runs/)")
 
@@ -131,7 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--json", action="store_true", help="one JSON object instead of text")
 
     e = sub.add_parser("evaluate", help="accuracy and loss of a checkpoint (ours or a community CIFAR-10 one)")
-    e.add_argument("--checkpoint", required=True, help="a .pt from runs/<id>/checkpoints, or an akamaster .th file")
+    e.add_argument("--checkpoint", required=True,
+                   help="a .pt from runs/<id>/checkpoints, an akamaster .th file, or a community CIFAR-10 net by "
+                        "name, downloaded on first use: " + ", ".join(_community_names()))
     _add_data_flags(e, default=None)
     e.add_argument("--probes", action="store_true", help="also measure branch responses and activation statistics")
     e.add_argument("--batch-size", type=int, default=256)
@@ -211,10 +218,15 @@ def cmd_describe(a) -> int:
 
 
 def cmd_evaluate(a) -> int:
+    from . import community
     from .checkpoints import load_checkpoint
-    from .evaluate import evaluate_checkpoint
+    from .evaluate import evaluate_checkpoint, reference_line
 
-    loaded = load_checkpoint(a.checkpoint)
+    if community.is_community(a.checkpoint):  # downloaded on first use, with a bar on stderr
+        community.ensure_with_bar(a.checkpoint)
+        loaded = community.load(a.checkpoint)
+    else:
+        loaded = load_checkpoint(a.checkpoint)
     data_cfg = None
     if a.dataset is not None:
         if a.image_size is None:  # a run's checkpoint is evaluated at the size it was trained at
@@ -222,6 +234,9 @@ def cmd_evaluate(a) -> int:
         data_cfg = _data_cfg(a)
     out = evaluate_checkpoint(loaded, data_cfg, batch_size=a.batch_size, limit=a.limit, device=a.device,
                               with_probes=a.probes)
+    line = reference_line(loaded, out)
+    if line:  # the published figures beside the measured one, for a person; the JSON carries them too
+        print(line, file=sys.stderr)
     print(json.dumps(out))
     return 0
 

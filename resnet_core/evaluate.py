@@ -60,6 +60,7 @@ def evaluate_checkpoint(loaded: LoadedModel, data_cfg: DataConfig | None = None,
     out = {"checkpoint": loaded.source, "model": loaded.model_cfg.name if loaded.model_cfg else None,
            "dataset": data_cfg.name, "images": n, "accuracy": (correct / max(n, 1)).item(),
            "loss": (loss_sum / max(n, 1)).item()}
+    out.update(published_errors(loaded, data_cfg, n))
     if with_probes and batches:
         # Means over batches of the per-batch statistics (each batch measured as in training).
         split = ps.split((sums / batches).tolist(), with_grads=False)
@@ -68,3 +69,38 @@ def evaluate_checkpoint(loaded: LoadedModel, data_cfg: DataConfig | None = None,
                          "activation_mean": split["act_mean"], "activation_std": split["act_std"],
                          "dead_relu_fraction": split["dead_relu"]}
     return out
+
+
+def published_errors(loaded: LoadedModel, data_cfg: DataConfig, images: int) -> dict:
+    """The errors to compare with, in percent: a community checkpoint's published one and the paper's
+    (Table 6) for its depth; for a run's checkpoint the paper's figure when the run is the paper's
+    experiment. Only on CIFAR-10's whole test set: on other images those figures compare nothing."""
+    from .published import paper_reference
+
+    if data_cfg.name != "cifar10" or images < 10_000:
+        return {}
+    if loaded.meta.get("community"):
+        return {"published_test_error": loaded.meta.get("published_test_error"),
+                "paper_test_error": loaded.meta.get("paper_test_error")}
+    run_cfg = loaded.meta.get("run_config")
+    ref = paper_reference(run_cfg) if run_cfg else None
+    return {} if ref is None else {"paper_test_error": ref.error}
+
+
+def reference_line(loaded: LoadedModel, out: dict) -> str | None:
+    """``measured 8.31% test error on 10,000 CIFAR-10 test images; published 8.27% (...); paper 8.75% (...)``,
+    or None when there is nothing published to set beside the measurement."""
+    from .community import CATALOGUE
+    from .published import paper_reference
+
+    measured = f"measured {100 * (1 - out['accuracy']):.2f}% test error on {out['images']:,} {out['dataset']} images"
+    name = loaded.meta.get("community")
+    if name:
+        ckpt = CATALOGUE[name]
+        if "published_test_error" not in out:
+            return (f"{measured}; the published {ckpt.published.error:.2f}% (and the paper's "
+                    f"{ckpt.paper.error:.2f}%) are for CIFAR-10's 10,000 test images")
+        return f"{name}: {measured}; published {ckpt.published.text()}; paper {ckpt.paper.text()}"
+    if "paper_test_error" not in out:  # set only for a run of the paper's experiment, on the whole test set
+        return None
+    return f"{measured}; paper {paper_reference(loaded.meta['run_config']).text()}"

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from .config import ConfigError, DataConfig, ModelConfig, RunConfig, TrainConfig
 from .curves import final_test_error, final_train_error
+from .published import paper_reference
 
 SCALES = ("quick", "paper")
 
@@ -199,11 +200,15 @@ def run_summary(config: RunConfig, records: list[dict]) -> dict:
         if stds:
             last = [v for v in stds[-1] if v is not None and math.isfinite(v)]
             branch = sum(last) / len(last) if last else None
-    return {"label": config.label, "arch": "resnet" if config.model.residual else "plain",
-            "depth": config.model.depth, "shortcut": config.model.shortcut, "preact": config.model.preact,
-            "seed": config.train.seed, "steps": steps[-1]["step"] if steps else 0,
-            "final_train_error": final_train_error(records), "final_test_error": final_test_error(records),
-            "branch_std_mean": branch}
+    summary = {"label": config.label, "arch": "resnet" if config.model.residual else "plain",
+               "depth": config.model.depth, "shortcut": config.model.shortcut, "preact": config.model.preact,
+               "seed": config.train.seed, "steps": steps[-1]["step"] if steps else 0,
+               "final_train_error": final_train_error(records), "final_test_error": final_test_error(records),
+               "branch_std_mean": branch}
+    reference = paper_reference(config.to_dict())  # a CIFAR-10 run of one of the paper's nets
+    if reference is not None:  # as a fraction like the errors beside it; None: the paper states none
+        summary["paper_test_error"] = None if reference.error is None else reference.error / 100
+    return summary
 
 
 def _pts(x: float | None) -> str:

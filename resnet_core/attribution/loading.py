@@ -11,13 +11,14 @@ from ..checkpoints import LoadedModel
 
 from .methods import _device
 
-MODEL_SPECS = "run:RUN_ID, ckpt:PATH or imagenet:resnet18|resnet34|resnet50"
+MODEL_SPECS = ("run:RUN_ID, ckpt:PATH, cifar10:resnet20|resnet32|resnet44|resnet56|resnet110|resnet1202 "
+               "(community checkpoints, downloaded on first use) or imagenet:resnet18|resnet34|resnet50")
 
 
 def load_model(spec: str, *, runs_dir=None, device: str | torch.device = "cpu") -> LoadedModel:
     """A model by spec: ``run:RUN_ID`` (a stored run's last checkpoint, its own config), ``ckpt:PATH``
-    (ours or a community CIFAR-10 file; architecture inferred from the weights) or
-    ``imagenet:ARCH``. Raises ``ModelError`` or ``CheckpointError`` with a message for a person."""
+    (ours or a community CIFAR-10 file; architecture inferred from the weights), ``cifar10:resnetN`` (a
+    community checkpoint by name, downloaded on first use) or ``imagenet:ARCH``. Raises ``ModelError`` or ``CheckpointError`` with a message for a person."""
     from ..checkpoints import load_checkpoint
     from ..imagenet import ModelError, load_imagenet
 
@@ -41,6 +42,10 @@ def load_model(spec: str, *, runs_dir=None, device: str | torch.device = "cpu") 
         loaded.source = f"run {value}"
     elif kind == "ckpt":
         loaded = load_checkpoint(value)
+    elif kind == "cifar10":
+        from .. import community
+
+        loaded = community.load(spec)
     elif kind == "imagenet":
         loaded = load_imagenet(value)
     else:

@@ -1,7 +1,11 @@
 """CIFAR-10 (python release) through a restricted unpickler, so a user's directory cannot run code."""
 from __future__ import annotations
 
+import os
 import pickle
+import shutil
+import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +16,12 @@ from .dataset import DataError, Dataset, _make_dataset
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar.html"
 CIFAR10_DIRNAME = "cifar-10-batches-py"
+# torchvision.datasets.CIFAR10's archive and its md5 (its ``url``, ``filename``, ``tgz_md5``), written out
+# so that reading them needs no torchvision import; tests/unit/test_downloads.py checks they still agree.
+# $RESNET_LAB_CIFAR10_URL points at a mirror of the same file (the md5 stays the official one).
+CIFAR10_ARCHIVE_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+CIFAR10_ARCHIVE_MD5 = "c58f30108f718f92721af3b95e74349a"
+CIFAR10_URL_ENV = "RESNET_LAB_CIFAR10_URL"
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -115,6 +125,59 @@ def _cifar_missing_message(where: Path, why: str = "") -> str:
     )
 
 
+def cifar10_archive_url() -> str:
+    return os.environ.get(CIFAR10_URL_ENV) or CIFAR10_ARCHIVE_URL
+
+
+def cifar10_offline_message(parent: Path, reason: str) -> str:
+    return (f"cannot download CIFAR-10 ({reason}): download {cifar10_archive_url()} and extract it into "
+            f"{parent.resolve()}, so that {(parent / CIFAR10_DIRNAME).resolve()} holds data_batch_1..5 and test_batch")
+
+
+def download_cifar10(root: str | Path, progress=None, cancel: threading.Event | None = None, *,
+                     url: str | None = None, md5: str | None = None) -> Path:
+    """Downloads CIFAR-10's python archive (md5 checked, as torchvision does), extracts it with
+    torchvision's extractor into a temporary folder beside ``root/cifar-10-batches-py`` and renames it
+    into place once every batch reads back; nothing half-written is left behind. ``progress(done,
+    total)`` in bytes. Returns the ``cifar-10-batches-py`` folder; ``DataError`` in one line otherwise."""
+    from ..download import DownloadCancelled, DownloadError, download
+
+    root = Path(root).expanduser()
+    parent = root.parent if root.name == CIFAR10_DIRNAME else root
+    batches = parent / CIFAR10_DIRNAME
+    if batches.is_dir():
+        return batches
+    url, md5 = url or cifar10_archive_url(), md5 or CIFAR10_ARCHIVE_MD5
+    work = None
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(dir=parent, prefix=".cifar-10-download."))
+        archive = download(url, work / "cifar-10-python.tar.gz", md5=md5, progress=progress, cancel=cancel)
+        from torchvision.datasets.utils import extract_archive  # late: only this path needs it
+
+        extract_archive(archive, work / "extracted")
+        extracted = work / "extracted" / CIFAR10_DIRNAME
+        if not extracted.is_dir():
+            raise DataError(f"the archive from {url} holds no {CIFAR10_DIRNAME} folder")
+        for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+            _read_cifar_batch(extracted / name)  # a bad file fails here, not in the first run
+        os.replace(extracted, batches)
+    except DownloadCancelled:
+        raise
+    except DownloadError as e:
+        raise DataError(cifar10_offline_message(parent, str(e))) from None
+    except DataError as e:
+        raise DataError(cifar10_offline_message(parent, str(e))) from None
+    except OSError as e:  # an unwritable data directory, a full disk, a broken archive
+        raise DataError(cifar10_offline_message(parent, f"{e.strerror or e}: {e.filename or parent}")) from None
+    except Exception as e:  # noqa: BLE001 - tarfile and friends raise many types for a bad archive
+        raise DataError(cifar10_offline_message(parent, f"{type(e).__name__}: {e}")) from None
+    finally:
+        if work is not None:
+            shutil.rmtree(work, ignore_errors=True)
+    return batches
+
+
 def load_cifar10(root: str | Path, download: bool) -> Dataset:
     root = Path(root).expanduser()
     # Accept both the parent and the cifar-10-batches-py directory itself.
@@ -123,14 +186,13 @@ def load_cifar10(root: str | Path, download: bool) -> Dataset:
     if not batches.is_dir():
         if not download:
             raise DataError(_cifar_missing_message(parent, " and downloading is off"))
-        try:
-            import torchvision  # late: only this path needs it
+        from ..download import StderrBar
 
-            parent.mkdir(parents=True, exist_ok=True)
-            torchvision.datasets.CIFAR10(str(parent), train=True, download=True)
-        except Exception as e:  # offline: URLError; read-only disk: OSError; bad archive: RuntimeError
-            why = f" and the download failed ({type(e).__name__}: {e})"
-            raise DataError(_cifar_missing_message(parent, why)) from None
+        bar = StderrBar("downloading CIFAR-10")
+        try:
+            download_cifar10(parent, bar)
+        finally:
+            bar.close()
         if not batches.is_dir():
             raise DataError(_cifar_missing_message(parent, " even after downloading"))
 

@@ -125,12 +125,6 @@ def test_csv_export_has_one_row_per_number():
     assert len(rows) == 1 + 2 + 1 + 2 + 4
 
 
-def test_community_checkpoints_only_when_the_folder_exists(tmp_path):
-    assert view.community_checkpoints(tmp_path / "absent") == []
-    (tmp_path / "resnet20-x.th").write_bytes(b"")
-    assert view.community_checkpoints(tmp_path) == [str(tmp_path / "resnet20-x.th")]
-
-
 def test_the_worker_module_never_imports_streamlit():
     code = "import sys, dashboard.analysis_view, dashboard.analysis_charts; print('streamlit' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120,

@@ -179,3 +179,13 @@ def test_estimate_two_runs_at_once_share_the_cores():
     if (os.cpu_count() or 1) >= 2:
         assert estimate_seconds(cfgs, "cpu", parallel=2) < one_by_one
     assert estimate_seconds([], "cpu") == 0.0
+
+
+def test_run_summary_carries_the_papers_figure_for_paper_scale_cifar_runs():
+    cifar = DataConfig(name="cifar10", path="data", download=False)
+    records = [{"type": "step", "step": 1, "train_acc": 0.5}]
+    plain20, plain56, resnet20, resnet56 = preset_configs("fig6", "paper", dataset=cifar)
+    assert run_summary(resnet56, records)["paper_test_error"] == pytest.approx(0.0697)
+    assert run_summary(resnet20, records)["paper_test_error"] == pytest.approx(0.0875)
+    assert run_summary(plain56, records)["paper_test_error"] is None  # Fig. 6 draws it, states no number
+    assert "paper_test_error" not in run_summary(preset_configs("fig6", "quick")[2], records)
