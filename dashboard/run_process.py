@@ -12,7 +12,8 @@ is still reading the page.
 
 Protocol (one JSON object per line). The server writes commands to this process's stdin:
 ``{"cmd": "prefetch", "data": {...}}``, ``{"cmd": "run", "runs_dir": D, "run_id": R, "threads": N,
-"resume": bool}``, ``{"cmd": "stop"}``, ``{"cmd": "pause"}``, ``{"cmd": "resume"}``, ``{"cmd": "exit"}``.
+"resume": bool}``, ``{"cmd": "threads", "n": N}`` (taken at the next logged step), ``{"cmd": "stop"}``,
+``{"cmd": "pause"}``, ``{"cmd": "resume"}``, ``{"cmd": "exit"}``.
 It answers on the original stdout (everything else the process prints goes to stderr):
 ``{"type": "ready"}``, then per run ``start``, ``step`` (at most 5 a second), ``done`` (status).
 The run itself writes everything into its run directory, which the pages read.
@@ -53,6 +54,7 @@ class _Process:
         self.stop = threading.Event()
         self.pause = threading.Event()
         self.datasets: dict = {}
+        self.threads = 1
         self.commands: list[dict] = []
         self.have_command = threading.Condition()
 
@@ -79,6 +81,8 @@ class _Process:
                 self.pause.set()
             elif kind == "resume":
                 self.pause.clear()
+            elif kind == "threads":   # the manager divides the cores between the runs training now
+                self.threads = max(1, int(cmd.get("n", 1)))
             else:
                 with self.have_command:
                     self.commands.append(cmd)
@@ -114,7 +118,8 @@ class _Process:
 
         self.stop.clear()
         self.pause.clear()
-        torch.set_num_threads(max(1, int(cmd.get("threads", 1))))
+        self.threads = max(1, int(cmd.get("threads", 1)))
+        torch.set_num_threads(self.threads)
         store = RunStore(cmd["runs_dir"])
         writer = RunWriter.reattach(store.root / cmd["run_id"])
         resume = None
@@ -125,6 +130,8 @@ class _Process:
             if kind == "start":
                 self.send({"type": "start", "total_steps": event["total_steps"]})
             elif kind == "step":
+                if torch.get_num_threads() != self.threads:   # set from the training thread itself:
+                    torch.set_num_threads(self.threads)       # OpenMP's setting is per calling thread
                 now = time.monotonic()
                 if now - last["t"] >= STEP_EVENT_PERIOD_S:
                     last["t"] = now

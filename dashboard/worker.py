@@ -52,10 +52,11 @@ def max_concurrent_from_env() -> int:
     return _env_int("RESNET_LAB_MAX_RUNS", DEFAULT_MAX_CONCURRENT)
 
 
-def threads_per_run(max_concurrent: int) -> int:
-    """Intra-op threads for each training process: the cores divided between the runs at once, as
-    ``reproduce --parallel N`` does (small nets use two cores poorly within one step)."""
-    return max(1, (os.cpu_count() or 1) // max(1, max_concurrent))
+def threads_per_run(training: int) -> int:
+    """Intra-op threads for each training process: the cores divided between the runs training at
+    this moment, as ``reproduce --parallel N`` does (small nets use two cores poorly within one step,
+    and two runs with a core each use them fully); a run alone gets every core, as the CLI's does."""
+    return max(1, (os.cpu_count() or 1) // max(1, training))
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -297,11 +298,18 @@ class RunManager:
             return job
         return None
 
+    def _rebalance(self) -> None:
+        n = threads_per_run(len(self._running))
+        for job in self._running.values():
+            if job.child is not None:
+                job.child.send({"cmd": "threads", "n": n})
+
     def _launch_ready(self) -> None:
         with self._lock:
             while len(self._running) < self.max_concurrent:
                 job = self._next_job()
                 if job is None:
+                    self._rebalance()
                     return
                 child = _POOL.take()
                 job.child = child
@@ -309,9 +317,8 @@ class RunManager:
                 self._running[job.run_id] = job
                 job.live.state, job.live.started = "loading", time.time()
                 child.send({"cmd": "run", "runs_dir": str(self.store.root.resolve()), "run_id": job.run_id,
-                            "threads": threads_per_run(self.max_concurrent), "resume": job.resume})
-                if job.stopped:   # stopped between queue and start: pass it on
-                    child.send({"cmd": "stop"})
+                            "threads": threads_per_run(len(self._running)), "resume": job.resume})
+                self._rebalance()
 
     def _on_message(self, job: _Job, child: _Child, msg: dict) -> None:
         live, kind = job.live, msg.get("type")

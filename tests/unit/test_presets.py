@@ -4,7 +4,7 @@ import json
 import pytest
 
 from resnet_core.config import ConfigError, DataConfig, RunConfig
-from resnet_core.presets import (PRESETS, SCALES, default_scale, estimate_seconds, preset_base, preset_configs,
+from resnet_core.presets import (PRESETS, SCALES, default_scale, preset_base, preset_configs,
                                  run_summary, scale_config, verdict)
 
 
@@ -158,27 +158,6 @@ def test_run_summary_reads_final_errors_and_branch_std():
     assert run_summary(preset_configs("fig6", "quick")[0], records)["branch_std_mean"] is None  # plain
 
 
-def test_estimate_grows_with_steps_depth_and_runs():
-    q = preset_base("quick")
-    one = estimate_seconds([q], "cpu")
-    assert one > 0
-    fig6 = estimate_seconds(preset_configs("fig6", "quick"), "cpu")
-    assert fig6 > 2 * one   # two of its four nets are 56 layers deep
-    import dataclasses
-
-    longer = dataclasses.replace(q, train=dataclasses.replace(q.train, steps=2 * q.train.steps))
-    assert estimate_seconds([longer], "cpu") > 1.8 * one
-    assert estimate_seconds(preset_configs("fig6", "paper"), "cpu") > 100 * fig6
-
-
-def test_estimate_two_runs_at_once_share_the_cores():
-    import os
-
-    cfgs = preset_configs("fig6", "quick")
-    one_by_one = estimate_seconds(cfgs, "cpu", parallel=1)
-    if (os.cpu_count() or 1) >= 2:
-        assert estimate_seconds(cfgs, "cpu", parallel=2) < one_by_one
-    assert estimate_seconds([], "cpu") == 0.0
 
 
 def test_run_summary_carries_the_papers_figure_for_paper_scale_cifar_runs():

@@ -1,0 +1,95 @@
+"""The cost model behind every duration the page and the CLI state: work counted from the config,
+step costs fitted to steps timed on this machine, and the run manager's schedule."""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from resnet_core import costmodel as cm
+from resnet_core.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from resnet_core.models import build_model, count_macs
+from resnet_core.presets import estimate_seconds, preset_configs
+
+
+@pytest.mark.parametrize("kw", [
+    dict(depth=20), dict(depth=8, residual=False), dict(depth=20, shortcut="B"), dict(depth=20, shortcut="C"),
+    dict(depth=29, block="bottleneck"), dict(depth=29, block="bottleneck", shortcut="C", preact=True),
+    dict(depth=14, width=0.5), dict(depth=8, width=1.5, num_classes=7)])
+@pytest.mark.parametrize("size", [32, 16, 21])
+def test_macs_from_the_config_match_the_built_model(kw, size):
+    """Counting from the config must agree with hooks on a built model (a wrong stride, a missed
+    projection or bottleneck 1x1 would not)."""
+    cfg = ModelConfig(**kw)
+    assert cm.config_macs(cfg, size) == count_macs(build_model(cfg), (size, size))
+
+
+def test_resnet20_is_the_papers_40_55m_multiply_adds():
+    assert cm.config_macs(ModelConfig(depth=20), 32) == 40_551_040   # 40.55M, as pinned for count_macs
+
+
+def test_fit_recovers_known_coefficients_and_never_goes_negative():
+    truth = (0.004, 0.0007, 0.13)
+    rows = [(l, g, truth[0] + truth[1] * l + truth[2] * g) for l, g in [(8, 4.7), (20, 0.5), (56, 1.5), (20, 2.0)]]
+    assert cm._fit(rows) == pytest.approx(truth, rel=1e-6)
+    # a fixed cost that would fit negative is dropped, not kept below zero
+    rows = [(l, g, 0.001 * l + 0.1 * g - 0.05) for l, g in [(8, 4.7), (20, 0.5), (56, 1.5), (20, 2.0)]]
+    assert min(cm._fit(rows)) >= 0.0
+
+
+def _cal(coeffs, cores=2, startup=0.0):
+    return cm.Calibration({"cores": cores, "cpu": "test"}, "cpu", coeffs, startup, [{"label": "x"}], 0.0)
+
+
+def _run(depth, steps, batch=64, size=16):
+    return RunConfig(model=ModelConfig(depth=depth), data=DataConfig(image_size=size, n_test=10),
+                     train=TrainConfig(steps=steps, batch_size=batch, eval_every=0))
+
+
+def test_step_cost_is_the_fitted_line():
+    cal = _cal({1: (0.01, 0.001, 0.2), 2: (0.02, 0.001, 0.1)})
+    c = _run(20, 100)
+    gm = 3 * cm.config_macs(c.model, 16) * 64 / 1e9
+    assert cal.step_seconds(c, 1) == pytest.approx(0.01 + 0.001 * 20 + 0.2 * gm)
+    assert cal.step_seconds(c, 2) == pytest.approx(0.02 + 0.001 * 20 + 0.1 * gm)
+    assert cal.step_seconds(c, 8) == cal.step_seconds(c, 2)   # more threads than measured: the most measured
+
+
+def test_schedule_by_hand_a_run_alone_gets_every_core_two_share_them():
+    """Hand computation: 1-thread steps cost 1 s, 2-thread steps 0.5 s (fixed cost only). Runs of
+    300 and 100 steps, two at once: both train at 1 s/step for 100 s; then the long one is alone
+    at 0.5 s/step for its last 200 steps: 100 s. Total 200 s (plus the final test pass of 10 images,
+    10/(3*64) step equivalents at 0.5 s)."""
+    cal = _cal({1: (1.0, 0.0, 0.0), 2: (0.5, 0.0, 0.0)})
+    long, short = _run(20, 300), _run(8, 100)
+    final_eval = 10 / (3 * 64)
+    # the short one's test pass is taken while both train (1 s/step), the long one's alone (0.5)
+    expected = 100 + final_eval * 1.0 + (200 - final_eval) * 0.5 + final_eval * 0.5
+    assert cm.schedule_seconds(cal, [long, short], parallel=2) == pytest.approx(expected, rel=1e-3)
+    # one at a time, each alone on both cores
+    assert cm.schedule_seconds(cal, [long, short], parallel=1) == pytest.approx(
+        (400 + 2 * final_eval) * 0.5, rel=1e-6)
+    # behind a run already training with 50 of 150 steps left to go, a lone Start waits for it:
+    alone = cm.schedule_seconds(cal, [short], parallel=1)
+    behind = cm.schedule_seconds(cal, [short], parallel=1, ahead=[(_run(8, 150), 100)])
+    assert behind == pytest.approx(alone + (50 + final_eval) * 0.5, rel=1e-6)
+
+
+def test_estimates_need_this_machines_calibration(tmp_path, monkeypatch):
+    """No figure from elsewhere: without a calibration of this machine the estimate is None; with
+    one (cached per machine under RESNET_LAB_CACHE) it is the schedule of the measured costs."""
+    monkeypatch.setenv("RESNET_LAB_CACHE", str(tmp_path))
+    cfgs = preset_configs("fig6", "quick", device="cpu")
+    assert cm.load_calibration("cpu") is None
+    assert estimate_seconds(cfgs, "cpu") is None
+    tiny = [_run(8, 3, batch=8, size=16), _run(14, 3, batch=8, size=16), _run(20, 3, batch=16, size=16)]
+    cal = cm.calibrate("cpu", thread_counts=[1], configs=tiny)
+    assert cm.cache_path("cpu").is_file() and cm.cache_path("cpu").parent == tmp_path
+    again = cm.load_calibration("cpu")
+    assert again.coefficients == {1: pytest.approx(cal.coefficients[1])}
+    assert all(c >= 0 for c in cal.coefficients[1]) and cal.step_seconds(tiny[0]) > 0
+    assert len(cal.samples) == 3 and "this machine" in cal.basis
+    got = estimate_seconds(cfgs, "cpu", parallel=2)
+    assert got == pytest.approx(cm.schedule_seconds(again, cfgs, 2))
+    longer = [dataclasses.replace(c, train=dataclasses.replace(c.train, steps=2 * c.train.steps)) for c in cfgs]
+    assert estimate_seconds(longer, "cpu", parallel=2) > 1.9 * (got - again.startup_s)
