@@ -8,7 +8,8 @@ default Start's net and the quick presets' nets on this machine and this device,
 thread (two runs at once get a core each) and once with every core (a run alone gets them all), and
 fits them by least squares. The result is cached per machine (CPU model, cores, torch version,
 device) under ``~/.cache/resnet-lab`` (``RESNET_LAB_CACHE`` moves it); the dashboard calibrates in
-the background at start, the CLI on first use (``python -m resnet_core estimate --calibrate``).
+the background at start (``RESNET_LAB_CALIBRATE=0`` turns that off), the CLI on first use
+(``python -m resnet_core estimate``; ``--calibrate`` measures again).
 
 ``schedule_seconds`` turns step costs into the wall time of a group of runs the way the dashboard
 trains them: at most ``parallel`` at once, longest first, the cores divided between the runs
@@ -255,7 +256,7 @@ def calibrate_in_background(device: str = "cpu") -> None:
     import subprocess
     import sys
 
-    if load_calibration(device) is not None:
+    if load_calibration(device) is not None or os.environ.get("RESNET_LAB_CALIBRATE", "1") == "0":
         return
     with _background_lock:
         t = _background.get(device)

@@ -1,5 +1,6 @@
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,28 @@ if str(ROOT) not in sys.path:
 
 # Tests must not fight over the 2 cores with oversubscribed thread pools.
 os.environ.setdefault("OMP_NUM_THREADS", "2")
+# Durations: no test may time this machine in the background or read the user's cached calibration;
+# tests that need one write a known one (``calibrated``).
+os.environ["RESNET_LAB_CALIBRATE"] = "0"
+os.environ["RESNET_LAB_CACHE"] = tempfile.mkdtemp(prefix="resnet-lab-test-cache-")
+
+
+@pytest.fixture
+def calibrated():
+    """A known calibration of 'this machine' in the test cache: 1 ms + 0.1 ms per layer + 50 ms per
+    GMAC a step on one thread, and 30 ms per GMAC on all cores."""
+    import json
+
+    from resnet_core import costmodel
+
+    cal = costmodel.Calibration(costmodel.machine_info("cpu"), "cpu", {1: (0.001, 0.0001, 0.05),
+                                                                       2: (0.001, 0.0001, 0.03)},
+                                0.5, [{"label": "resnet-8", "threads": 1, "step_s": 0.1}], 1.8e9)
+    path = costmodel.cache_path("cpu")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(cal.to_dict()))
+    yield cal
+    path.unlink(missing_ok=True)
 
 
 def shared_weight(depth: int) -> Path:

@@ -185,12 +185,12 @@ def test_scale_is_picked_for_the_device_said_and_sets_the_sidebar(runs_dir):
     start_caption = lambda: next(c.value for c in at.caption if c.value.startswith("Expected duration"))  # noqa: E731
     quick = core.scale_config("quick")
     assert f"**Start** ({quick.label})" in start_caption()
-    at.select_slider(key="width").set_value(0.5)
-    at.select_slider(key="image_size").set_value(16).run()
-    assert f"**Start** ({quick.model.name.split(' ')[0]} w0.5 16px) " in start_caption()
-    at.toggle(key="large_objects").set_value(True)
-    at.toggle(key="augment").set_value(False).run()
+    assert quick.label.endswith("16px large no-aug")
+    at.select_slider(key="width").set_value(0.5).run()
     assert f"**Start** ({quick.model.name.split(' ')[0]} w0.5 16px large no-aug) " in start_caption()
+    at.toggle(key="large_objects").set_value(False)
+    at.toggle(key="augment").set_value(True).run()
+    assert f"**Start** ({quick.model.name.split(' ')[0]} w0.5 16px) " in start_caption()
 
 
 def test_the_default_start_on_a_cpu_is_the_quick_scale_run(runs_dir):
@@ -212,7 +212,9 @@ def test_the_default_start_on_a_cpu_is_the_quick_scale_run(runs_dir):
         assert stored["train"][field] == expected["train"][field], field
 
 
-def test_preset_popover_lists_the_four_presets_with_what_to_look_for_and_duration(runs_dir):
+def test_preset_popover_lists_the_four_presets_with_what_to_look_for_and_duration(runs_dir, calibrated):
+    """Durations come from this machine's calibration (here a known one: tests/conftest.py), and the
+    page says what they are based on."""
     import re
 
     from resnet_core import presets as core
@@ -224,10 +226,18 @@ def test_preset_popover_lists_the_four_presets_with_what_to_look_for_and_duratio
         (caption,) = [c.value for c in at.caption if c.value.endswith(f"Look for: {preset.what_to_look_for}")]
         n = len(core.preset_configs(key, "quick"))
         assert caption.startswith(f"{n} runs (")
-        assert re.search(r", about [\d.]+ (s|min|h)\. Look for", caption), caption
+        assert re.search(r", estimated about [\d.]+ (s|min|h)\. Look for", caption), caption
     assert len(core.PRESETS) == 4
-    assert any(re.match(r"Expected duration on this machine: \*\*Start\*\* \(.+\) about [\d.]+ (s|min|h)", c.value)
-               for c in at.caption)
+    (start,) = [c.value for c in at.caption if c.value.startswith("Expected duration: **Start**")]
+    assert re.match(r"Expected duration: \*\*Start\*\* \(.+\) estimated about [\d.]+ (s|min|h)", start), start
+    assert calibrated.basis in start
+
+
+def test_without_a_calibration_the_page_promises_no_duration(runs_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("RESNET_LAB_CACHE", str(tmp_path / "empty-cache"))
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    (start,) = [c.value for c in at.caption if c.value.startswith("Expected duration: **Start**")]
+    assert "not estimated yet" in start and "about" not in start
 
 
 def test_a_preset_started_from_the_page_is_one_group_with_one_seed(runs_dir):

@@ -12,8 +12,8 @@ def test_scales_quick_and_paper_settings(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # no data/cifar-10-batches-py here
     assert SCALES == ("quick", "paper")
     start, q, p = scale_config("quick"), preset_base("quick"), scale_config("paper")
-    # the quick default Start: a shallow net that gets past the plateau fast, at full size
-    assert (start.model.depth, start.data.image_size, start.train.batch_size) == (8, 32, 128)
+    # the quick default Start: a shallow net that gets past the plateau fast, on the presets' data
+    assert (start.model.depth, start.data.image_size, start.train.batch_size) == (8, 16, 128)
     assert start.train.steps <= 600
     # the quick presets: 16x16 at widths 8/16/32, few steps with a warm-up
     assert (q.data.image_size, q.model.width, q.model.stage_widths) == (16, 0.5, (8, 16, 32))
@@ -64,11 +64,11 @@ def test_every_preset_shares_seed_group_and_data(key, scale):
         assert RunConfig.from_dict(json.loads(c.to_json())) == c
 
 
-def test_quick_presets_train_large_shapes_without_augmentation_and_start_stays_standard():
+def test_quick_presets_and_the_default_start_train_large_shapes_without_augmentation():
     d = preset_configs("fig6", "quick")[0].data
     assert (d.image_size, d.large_objects, d.augment) == (16, True, False)
-    start = scale_config("quick").data       # the default Start keeps the standard set and augmentation
-    assert (start.image_size, start.large_objects, start.augment) == (32, False, True)
+    start = scale_config("quick").data       # the default Start trains on the same data
+    assert start == d
     paper = preset_configs("fig6", "paper")[0].data
     assert (paper.large_objects, paper.augment) == (False, True)
     cifar = preset_configs("fig6", "quick", dataset=DataConfig(name="cifar10", path="data"))[0]
