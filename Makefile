@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8501
 
-.PHONY: run test bench browser clean
+.PHONY: run test bench browser clean gpu-check
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,12 @@ bench: $(VENV)/.dev
 	$(BIN)/python bench/default_start.py
 	$(BIN)/python bench/paper_findings.py --parallel 2
 	$(BIN)/python bench/gpu_throughput.py || true  # refuses (one line, exit 2) without CUDA
+
+# On a machine with CUDA: the tests/gpu suite, the GPU throughput benchmark, the Fig. 6 preset at paper
+# scale on a CIFAR-sized stand-in and the calibrated estimate, into gpu-report/gpu-report.txt (or $$OUT).
+# Uses the machine's python3 (GPU_PYTHON=...), which already has a CUDA build of torch; see the script.
+gpu-check:
+	bash bench/gpu_check.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache test-artifacts

@@ -1,0 +1,215 @@
+"""The dashboard against the CLI, in one run on one machine: the default Start and the Degradation
+preset, each once through the dashboard (a real `streamlit run` server, a real Chromium page watching
+the Train page at the default redraw, the buttons clicked) and once through the CLI
+(`python -m resnet_core train --config` / `reproduce fig6 --parallel 2`), with the page's estimate
+beside each measured time.
+
+Prints the machine (CPU model, cores, sgemm GFLOP/s on all cores), then per case: wall seconds
+dashboard and CLI and their ratio, the page's estimate, and for the Start: seconds from the click to
+the first point on disk and to the first test evaluation at >= 80% accuracy; for the preset: its
+verdict. Not a test: it asserts nothing.
+
+    python bench/dashboard_vs_cli.py [--skip-preset]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from resnet_core import costmodel  # noqa: E402
+from resnet_core.config import RunConfig  # noqa: E402
+from resnet_core.presets import estimate_seconds, preset_configs, scale_config, verdict  # noqa: E402
+from resnet_core.presets import run_summary  # noqa: E402
+from resnet_core.runs import RunStore  # noqa: E402
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+def sgemm_gflops() -> float:
+    import torch
+
+    n = 2048
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    for _ in range(3):
+        a @ b
+    t = time.perf_counter()
+    for _ in range(10):
+        a @ b
+    return 2 * n**3 * 10 / (time.perf_counter() - t) / 1e9
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(pred, timeout, period=0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(period)
+    return None
+
+
+def first_record(store: RunStore, run_id: str, pred) -> bool:
+    return any(pred(r) for r in store.read_metrics(run_id))
+
+
+def cli_start(cfg_json: Path, runs: Path, env: dict) -> dict:
+    t0 = time.perf_counter()
+    out = subprocess.run([sys.executable, "-m", "resnet_core", "train", "--config", str(cfg_json), "--runs-dir",
+                          str(runs), "--quiet"], cwd=ROOT, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if out.returncode != 0:
+        raise SystemExit(f"CLI train failed: {out.stderr[-2000:]}")
+    store = RunStore(runs)
+    (info,) = store.list()
+    evals = [r for r in store.read_metrics(info.run_id) if r["type"] == "eval"]
+    return {"wall_s": wall, "train_s": info.summary.get("seconds"), "test_acc": info.summary.get("test_acc"),
+            "first_80_t": next((r.get("t") for r in evals if r.get("test_acc", 0) >= 0.8), None)}
+
+
+def cli_preset(runs: Path, env: dict) -> dict:
+    t0 = time.perf_counter()
+    out = subprocess.run([sys.executable, "-m", "resnet_core", "reproduce", "fig6", "--scale", "quick", "--parallel",
+                          "2", "--runs-dir", str(runs), "--quiet"], cwd=ROOT, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if out.returncode != 0:
+        raise SystemExit(f"CLI reproduce failed: {out.stderr[-2000:]}")
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    return {"wall_s": wall, "verdict": result["verdict"]["line"], "holds": result["verdict"]["holds"]}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--skip-preset", action="store_true", help="only the default Start")
+    a = ap.parse_args()
+    if not Path(CHROMIUM).exists():
+        raise SystemExit(f"{CHROMIUM} is missing: apt-get install -y chromium")
+    cal = costmodel.load_calibration("cpu")
+    if cal is None:
+        t0 = time.perf_counter()
+        cal = costmodel.calibrate("cpu")
+        print(f"calibrated this machine in {time.perf_counter() - t0:.1f} s (cached in {costmodel.cache_path('cpu')})")
+    gflops = sgemm_gflops()
+    print(f"machine: {costmodel._cpu_model()}, {os.cpu_count()} cores, sgemm {gflops:.0f} GFLOP/s on "
+          f"{os.cpu_count()} threads, torch {cal.machine['torch']}")
+    print(f"estimates: {cal.basis}")
+
+    work = Path(tempfile.mkdtemp(prefix="dash-vs-cli-"))
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    env["PYTHONPATH"] = str(ROOT)
+    start_cfg = scale_config("quick", device="cpu")
+    cfg_json = work / "start.json"
+    cfg_json.write_text(start_cfg.to_json())
+    est_start = estimate_seconds([start_cfg], "cpu")
+    fig6 = preset_configs("fig6", "quick", device="cpu")
+    est_fig6 = estimate_seconds(fig6, "cpu", parallel=2)
+
+    # --- dashboard ---------------------------------------------------------------------------------
+    runs = work / "dash-runs"
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = open(work / "server.log", "w")
+    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.port", str(port),
+                               "--server.address", "127.0.0.1", "--server.headless", "true",
+                               "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
+                              cwd=ROOT, env={**env, "RESNET_LAB_RUNS": str(runs), "RESNET_LAB_CALIBRATE": "0"},
+                              stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    dash = {}
+    try:
+        def healthy():
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                    return r.read().decode().strip() == "ok"
+            except OSError:
+                return False
+        if not wait_until(healthy, 90, 0.2):
+            raise SystemExit("the dashboard did not come up")
+        from playwright.sync_api import sync_playwright
+
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu"])
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            t_open = time.perf_counter()
+            page.goto(url + "/train")
+            page.get_by_role("heading", name="Train plain and residual nets").wait_for(timeout=120_000)
+            page.locator("[data-testid='stApp'][data-test-script-state='notRunning']").wait_for(
+                state="attached", timeout=120_000)
+            dash["page_shown_s"] = time.perf_counter() - t_open
+            page.wait_for_timeout(2000)   # a person reads the page for a moment before clicking
+            store = RunStore(runs)
+            t0 = time.perf_counter()
+            page.get_by_role("button", name="Start", exact=True).click()
+            run_id = wait_until(lambda: next((i.run_id for i in store.list()), None), 60)
+            wait_until(lambda: first_record(store, run_id, lambda r: r["type"] == "step"), 120, 0.02)
+            dash["first_point_s"] = time.perf_counter() - t0
+            t80 = wait_until(lambda: first_record(store, run_id, lambda r: r["type"] == "eval" and r.get("test_acc", 0) >= 0.8)
+                             or store.get(run_id).status not in ("queued", "running"), 600, 0.1)
+            dash["first_80_s"] = time.perf_counter() - t0 if t80 and first_record(
+                store, run_id, lambda r: r["type"] == "eval" and r.get("test_acc", 0) >= 0.8) else None
+            wait_until(lambda: store.get(run_id).status not in ("queued", "running"), 900, 0.1)
+            dash["start_wall_s"] = time.perf_counter() - t0
+            info = store.get(run_id)
+            dash["start_status"], dash["start_test_acc"] = info.status, info.summary.get("test_acc")
+
+            if not a.skip_preset:
+                page.get_by_role("button", name="Experiments from the papers").click()
+                before = {i.run_id for i in store.list()}
+                t0 = time.perf_counter()
+                page.get_by_role("button", name="Degradation (Fig. 6)").click()
+                ids = wait_until(lambda: [i.run_id for i in store.list() if i.run_id not in before] or None, 60)
+                wait_until(lambda: len([i for i in store.list() if i.run_id not in before]) == 4, 60)
+                ids = [i.run_id for i in store.list() if i.run_id not in before]
+                wait_until(lambda: all(store.get(r).status not in ("queued", "running") for r in ids), 1800, 0.2)
+                dash["preset_wall_s"] = time.perf_counter() - t0
+                summaries = [run_summary(RunConfig.from_dict(store.get(r).config), store.read_metrics(r)) for r in ids]
+                v = verdict("fig6", summaries)
+                dash["preset_verdict"], dash["preset_holds"] = v["line"], v["holds"]
+            browser.close()
+    finally:
+        try:
+            os.killpg(server.pid, signal.SIGTERM)
+            server.wait(timeout=20)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            os.killpg(server.pid, signal.SIGKILL)
+
+    # --- CLI ---------------------------------------------------------------------------------------
+    cli = cli_start(cfg_json, work / "cli-start", env)
+    print(f"default Start ({start_cfg.label}, {start_cfg.train.steps} steps):")
+    print(f"  dashboard: {dash['start_wall_s']:.1f} s click to finished ({dash['start_status']}, test accuracy "
+          f"{dash['start_test_acc']:.3f}); first point {dash['first_point_s']:.2f} s after the click "
+          f"(page shown {dash['page_shown_s']:.1f} s after opening); >= 80% test accuracy at "
+          f"{'%.1f s' % dash['first_80_s'] if dash['first_80_s'] else 'never'}")
+    print(f"  CLI:       {cli['wall_s']:.1f} s process wall (training {cli['train_s']:.1f} s, test accuracy "
+          f"{cli['test_acc']:.3f}); >= 80% at {'%.1f s' % cli['first_80_t'] if cli['first_80_t'] else 'never'} of training")
+    print(f"  ratio dashboard / CLI: {dash['start_wall_s'] / cli['wall_s']:.2f}; page's estimate "
+          f"{est_start:.0f} s ({100 * (est_start / dash['start_wall_s'] - 1):+.0f}% against the dashboard)")
+    if not a.skip_preset:
+        clip = cli_preset(work / "cli-preset", env)
+        print(f"Degradation (Fig. 6), quick, 2 at once:")
+        print(f"  dashboard: {dash['preset_wall_s']:.1f} s; verdict {'holds' if dash['preset_holds'] else 'FAILS'}: "
+              f"{dash['preset_verdict']}")
+        print(f"  CLI:       {clip['wall_s']:.1f} s; verdict {'holds' if clip['holds'] else 'FAILS'}: {clip['verdict']}")
+        print(f"  ratio dashboard / CLI: {dash['preset_wall_s'] / clip['wall_s']:.2f}; page's estimate {est_fig6:.0f} s "
+              f"({100 * (est_fig6 / dash['preset_wall_s'] - 1):+.0f}% against the dashboard)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
