@@ -23,6 +23,7 @@ INITS = ("kaiming", "xavier", "normal")
 SCHEDULES = ("step", "cosine", "constant")
 DATASETS = ("synthetic", "cifar10", "folder")
 MAX_DEPTH = 1202
+MAX_CLASSES = 100_000         # ImageNet-21k has 21,841; a larger head is a typo or a hostile file
 STAGE_WIDTHS = (16, 32, 64)   # channels of the three stages at width 1 (He et al. 2015 §4.2)
 IMAGE_SIZES = (8, 64)         # smallest and largest input side: three stages halve it twice
 
@@ -96,8 +97,9 @@ class ModelConfig(_JsonMixin):
         if not 0 < w <= 16 or min(self.stage_widths) < 1:
             raise ConfigError(f"width must be from {1 / STAGE_WIDTHS[0]:g} (one channel in the first stage) "
                               f"to 16; got {w!r}")
-        if self.num_classes < 2:
-            raise ConfigError(f"num_classes must be at least 2; got {self.num_classes}")
+        c = self.num_classes
+        if isinstance(c, bool) or not isinstance(c, int) or not 2 <= c <= MAX_CLASSES:
+            raise ConfigError(f"num_classes must be an integer from 2 to {MAX_CLASSES:,}; got {c!r}")
         if self.zero_init_last and not self.batchnorm:
             raise ConfigError("zero_init_last needs BatchNorm (it zeroes the last BN of each branch)")
 
