@@ -20,8 +20,9 @@ $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
 	$(BIN)/python -m pip install -q -r requirements-dev.txt
 	touch $@
 
+# 127.0.0.1 only; RESNET_LAB_ADDRESS=0.0.0.0 make run shares it with a token (dashboard/serve.py).
 run: $(VENV)/.runtime
-	$(BIN)/python -m streamlit run dashboard/app.py --server.port $(PORT)
+	$(BIN)/python dashboard/serve.py --port $(PORT)
 
 # Debian's Chromium for the browser tests; installed when missing and we are root. Without it the
 # browser tests skip loudly (and fail under CI=true).

@@ -19,6 +19,7 @@ import torch
 
 from . import memory
 from .config import ConfigError, ModelConfig
+from .files import NotARegularFile, read_regular
 from .data_consts import CIFAR10_CLASSES, IMAGENET_MEAN, IMAGENET_STD
 from .models import CifarResNet, build_model
 
@@ -68,7 +69,21 @@ def save_checkpoint(path: str | Path, model: CifarResNet, run_config: dict, *, s
     return path
 
 
+MAX_CHECKPOINT_BYTES = 2 * 2**30   # ResNet-1202 at width 4 with momentum is about 1 GB
+
+
 def _safe_load(source) -> object:
+    if isinstance(source, (str, Path)):
+        try:  # a regular file only: torch.load on a FIFO or a device would block or never end
+            source = io.BytesIO(read_regular(source, MAX_CHECKPOINT_BYTES, "checkpoint file"))
+        except FileNotFoundError:
+            raise CheckpointError(f"checkpoint not found: {source}") from None
+        except NotARegularFile as e:
+            raise CheckpointError(str(e)) from None
+        except ValueError as e:
+            raise CheckpointError(f"{e}: not a checkpoint of these models") from None
+        except OSError as e:
+            raise CheckpointError(f"cannot read {source}: {e.strerror or e}") from None
     try:
         return torch.load(source, map_location="cpu", weights_only=True)
     except FileNotFoundError:

@@ -412,10 +412,11 @@ EVAL_IMAGES_PER_BATCH = 256  # resnet_core.train.evaluate's batch
 
 @functools.lru_cache(maxsize=256)
 def forward_macs(model: ModelConfig, image_size: int) -> int:
-    """Multiply-adds of one image's forward pass (built once per config and size)."""
-    from .models import build_model, count_macs
+    """Multiply-adds of one image's forward pass, counted from the config (no model is built: the
+    page's duration caption asks for it on every rerun, for nets up to ResNet-1202 at width 16)."""
+    from .memory import estimate
 
-    return count_macs(build_model(model), (image_size, image_size))
+    return estimate(model, image_size).macs
 
 
 def step_seconds(cfg: RunConfig, device_type: str = "cpu", threads: int = 1) -> float:

@@ -115,7 +115,7 @@ def run_analysis(name: str, source: ModelSource, *, data: DataConfig | None = No
 
 
 def estimate_cost(name: str, source: ModelSource, settings: dict | None = None,
-                  data: DataConfig | None = None, device="cpu") -> dict:
+                  data: DataConfig | None = None, device="cpu", runs_dir=None) -> dict:
     """{"seconds": float, "detail": "441 grid points x 500 images x 1 forward"}: the analysis's forward-pass
     multiply-adds over this device's measured ResNet-20 forward rate (a backward counts as two forwards)."""
     from ..checkpoints import CheckpointError
@@ -123,7 +123,7 @@ def estimate_cost(name: str, source: ModelSource, settings: dict | None = None,
 
     analysis = get_analysis(name)
     merged = merge_settings(analysis, settings)
-    ctx = _context(analysis, source, data, device, None, None, None)
+    ctx = _context(analysis, source, data, device, runs_dir, None, None)
     if analysis.cost is None:
         return {"seconds": 0.0, "detail": "a moment"}
     try:
