@@ -7,6 +7,9 @@ import stat
 from pathlib import Path
 
 
+CHUNK = 8 * 2**20
+
+
 class NotARegularFile(OSError):
     """The path names a FIFO, a device, a socket or a directory; the message says what to give instead."""
 
@@ -28,7 +31,14 @@ def read_regular(path: str | Path, max_bytes: int, what: str = "file") -> bytes:
         os.set_blocking(fd, True)
         with os.fdopen(fd, "rb", closefd=True) as f:
             fd = -1
-            data = f.read(max_bytes + 1)
+            chunks, total = [], 0
+            while total <= max_bytes:  # in chunks: read(max_bytes) would reserve all of it up front
+                chunk = f.read(min(CHUNK, max_bytes + 1 - total))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                total += len(chunk)
+            data = b"".join(chunks)
     finally:
         if fd >= 0:
             os.close(fd)

@@ -25,6 +25,7 @@ FLOAT = 4                   # bytes of a float32
 SAVED_PER_CONV = 1
 SAVED_PER_BN = 1
 SAVED_PER_BLOCK = 1
+INFERENCE_LIVE = 4          # layer outputs alive at once in a forward pass without autograd
 WORKSPACE = 256 * 2**20     # the framework itself, kernels' scratch space, the loader's batch
 
 
@@ -38,15 +39,16 @@ class Estimate:
     weights_bytes: int          # parameters + buffers (BatchNorm statistics), float32
     activation_bytes: int       # per image in a training step (forward + saved for backward)
     macs: int                   # multiply-adds of one forward pass of one image
+    peak_layer_bytes: int = 0   # per image: the largest single layer output
 
     def training_bytes(self, batch: int, data_bytes: int = 0) -> int:
         """Weights, gradients and momentum, activations of a batch, the data set, the workspace."""
         return 3 * self.weights_bytes + self.activation_bytes * batch + data_bytes + WORKSPACE
 
     def inference_bytes(self, batch: int = 1) -> int:
-        # Without autograd only about two layers' outputs are alive at once; a third of the training
-        # figure bounds it, and analyses that take gradients (attribution) are at most the training one.
-        return self.weights_bytes + self.activation_bytes * batch + WORKSPACE
+        """Without autograd only a few layer outputs are alive at once (a block's input, its branch,
+        its shortcut, the sum): four of the largest per image."""
+        return self.weights_bytes + INFERENCE_LIVE * self.peak_layer_bytes * batch + WORKSPACE
 
 
 def _layers(cfg: ModelConfig, image_size: int):
@@ -87,9 +89,10 @@ def _layers(cfg: ModelConfig, image_size: int):
 
 def estimate(cfg: ModelConfig, image_size: int = 32) -> Estimate:
     """Parameters, weight bytes, training activations per image and forward multiply-adds of ``cfg``."""
-    params = buffers = macs = act = 0
+    params = buffers = macs = act = peak = 0
     bias = not cfg.batchnorm
     for kind, cin, cout, k, side in _layers(cfg, image_size):
+        peak = max(peak, cout * side * side * FLOAT)
         if kind == "conv":
             params += cin * cout * k * k + (cout if bias else 0)
             macs += side * side * cout * cin * k * k
@@ -104,7 +107,7 @@ def estimate(cfg: ModelConfig, image_size: int = 32) -> Estimate:
             params += cin * cout + cout
             macs += cin * cout
     act += 3 * image_size * image_size * FLOAT
-    return Estimate(params, (params + buffers) * FLOAT, act, macs)
+    return Estimate(params, (params + buffers) * FLOAT, act, macs, peak)
 
 
 def data_bytes(cfg: RunConfig) -> int:
