@@ -9,7 +9,6 @@ import pytest
 from streamlit import config as st_config
 from streamlit.testing.v1 import AppTest
 
-from dashboard import serve
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = str(ROOT / "dashboard" / "app.py")
@@ -73,6 +72,8 @@ def test_a_server_open_to_the_network_without_a_token_shows_nothing(monkeypatch,
 
 
 def test_make_run_binds_localhost_and_keeps_xsrf_protection():
+    from dashboard import serve
+
     cfg = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
     assert cfg["server"]["address"] == "127.0.0.1"
     assert cfg["server"]["enableXsrfProtection"] is True
@@ -82,6 +83,8 @@ def test_make_run_binds_localhost_and_keeps_xsrf_protection():
 
 
 def test_serving_to_the_network_requires_a_token_generated_when_missing():
+    from dashboard import serve
+
     address, token, lines = serve.settings({"RESNET_LAB_ADDRESS": "0.0.0.0"}, 8600)
     assert address == "0.0.0.0" and token and len(token) >= 24
     assert any(f"?token={token}" in line for line in lines)
