@@ -98,6 +98,9 @@ class RunLock:
             fd, self._fd = self._fd, None
             os.close(fd)  # closing the descriptor drops the flock
 
+    def __del__(self):  # a writer dropped without close() must not keep its run "running" forever
+        self.release()
+
 
 def writer_alive(path: Path) -> bool:
     """Whether some process (this one included) holds the run's writer lock now."""
@@ -387,9 +390,8 @@ class RunStore:
 
     def delete(self, run_id: str) -> None:
         info = self.get(run_id)
-        if info.status in ACTIVE or writer_alive(info.path):
-            raise RuntimeError(f"run {run_id} is {info.status if info.status in ACTIVE else 'being written'}; "
-                               "stop it before deleting it")
+        if info.status in ACTIVE:
+            raise RuntimeError(f"run {run_id} is {info.status}; stop it before deleting it")
         shutil.rmtree(info.path)
 
 
