@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8501
 
-.PHONY: run test bench browser clean
+.PHONY: run test bench browser clean load-test
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,11 @@ bench: $(VENV)/.dev
 	$(BIN)/python bench/default_start.py
 	$(BIN)/python bench/paper_findings.py --parallel 2
 	$(BIN)/python bench/gpu_throughput.py || true  # refuses (one line, exit 2) without CUDA
+
+# 8 browser sessions against one server with a token: runs ended, hostile requests refused, peak memory,
+# p95 page render time (README, "Sharing the dashboard safely"). Minutes; not part of `make test`.
+load-test: $(VENV)/.dev browser
+	$(BIN)/python bench/load_test.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache test-artifacts
