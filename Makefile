@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8501
 
-.PHONY: run test bench browser clean gpu-check
+.PHONY: run test bench browser clean gpu-check load-test
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,8 +20,9 @@ $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
 	$(BIN)/python -m pip install -q -r requirements-dev.txt
 	touch $@
 
+# 127.0.0.1 only; RESNET_LAB_ADDRESS=0.0.0.0 make run shares it with a token (dashboard/serve.py).
 run: $(VENV)/.runtime
-	$(BIN)/python -m streamlit run dashboard/app.py --server.port $(PORT)
+	$(BIN)/python dashboard/serve.py --port $(PORT)
 
 # Debian's Chromium for the browser tests; installed when missing and we are root. Without it the
 # browser tests skip loudly (and fail under CI=true).
@@ -50,6 +51,11 @@ bench: $(VENV)/.dev
 # Uses the machine's python3 (GPU_PYTHON=...), which already has a CUDA build of torch; see the script.
 gpu-check:
 	bash bench/gpu_check.sh
+
+# 8 browser sessions against one server with a token: runs ended, hostile requests refused, peak memory,
+# p95 page render time (README, "Sharing the dashboard safely"). Minutes; not part of `make test`.
+load-test: $(VENV)/.dev browser
+	$(BIN)/python bench/load_test.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache test-artifacts

@@ -8,7 +8,12 @@ if str(ROOT) not in sys.path:  # `streamlit run dashboard/app.py` puts dashboard
 
 import streamlit as st  # noqa: E402
 
+from dashboard.access import gate  # noqa: E402
+
 st.set_page_config(page_title="ResNet Lab", page_icon="🧱", layout="wide")
+
+if not gate():  # without the token (a shared server): the sign-in field and nothing else
+    st.stop()
 
 TRAIN = ROOT / "pages" / "train.py"
 pages = [

@@ -28,12 +28,13 @@ from resnet_core.attribution import (METHODS, AttributionError, Cancelled, load_
 from resnet_core.checkpoints import CheckpointError, LoadedModel, load_checkpoint
 from resnet_core.config import ConfigError
 from resnet_core.imagenet import ARCHS, ModelError
+from resnet_core.files import OutsideRoots, browser_path, data_roots
 from resnet_core.images import ImageError, load_image
 from resnet_core.runs import RunStore, default_runs_dir
 
 from .jobs import Job, JobService  # noqa: F401  (Job: part of this module's interface)
 
-USER_ERRORS = (ImageError, CheckpointError, ModelError, AttributionError, ConfigError)
+USER_ERRORS = (ImageError, CheckpointError, ModelError, AttributionError, ConfigError, OutsideRoots)
 MAX_RESULTS = 256
 SHAPES_SEED = 0
 SHAPES_SAMPLES = 64
@@ -73,10 +74,66 @@ def digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()[:16]
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
+MAX_UPLOADS = 8                   # images a session's uploader may hold; the rest are refused
+UPLOAD_MAX_PIXELS = 12_000_000    # width x height of one upload (a 12 MP phone photo); 36 MB decoded
+SESSION_MAX_PIXELS = 48_000_000   # all of a session's uploads together
+DECODED_CACHE_BYTES = 256 * 2**20  # decoded uploads kept for reruns, across sessions
+
+
+class DecodedCache:
+    """Decoded uploads by content hash, least recently used first out, bounded in bytes (not entries:
+    one 12 MP photo weighs as much as 12,000 small ones). Thread-safe: sessions share it."""
+
+    def __init__(self, max_bytes: int = DECODED_CACHE_BYTES):
+        import collections
+        import threading
+
+        self.max_bytes = max_bytes
+        self._items: collections.OrderedDict[str, Image.Image] = collections.OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def size_of(img: Image.Image) -> int:
+        return img.width * img.height * len(img.getbands())
+
+    @property
+    def bytes(self) -> int:
+        return self._bytes
+
+    def get(self, key: str, make) -> Image.Image:
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        img = make()  # outside the lock: decoding may take a second
+        size = self.size_of(img)
+        with self._lock:
+            if key not in self._items and size <= self.max_bytes:
+                self._items[key] = img
+                self._bytes += size
+                while self._bytes > self.max_bytes:
+                    _, old = self._items.popitem(last=False)
+                    self._bytes -= self.size_of(old)
+        return img
+
+
+@st.cache_resource(show_spinner=False)
+def decoded_cache() -> DecodedCache:
+    return DecodedCache()
+
+
 def decode_upload(data: bytes) -> Image.Image:
-    """``load_image`` cached by content; raises ``ImageError`` (not cached) for a bad file."""
-    return load_image(data)
+    """``load_image`` with the shared server's pixel cap, cached by content in a byte-bounded cache;
+    raises ``ImageError`` (not cached) for a bad or too large file."""
+    return decoded_cache().get(digest(data), lambda: load_image(data, max_pixels=UPLOAD_MAX_PIXELS))
+
+
+def checkpoint_path(text: str) -> str:
+    """A checkpoint path typed in the browser, if it is inside the server's data roots; otherwise
+    ``OutsideRoots`` with the same line whether or not it exists. Only regular files are then read
+    (``resnet_core.checkpoints``)."""
+    return str(browser_path(text, data_roots(runs_dir()), "checkpoint path"))
 
 
 @st.cache_resource(show_spinner="Rendering the shapes test set ...")

@@ -84,6 +84,8 @@ class _Process:
             elif kind == "threads":   # the manager divides the cores between the runs training now
                 self.threads = max(1, int(cmd.get("n", 1)))
             else:
+                if kind == "run":  # take the run's writer lock the moment the server lets go of it
+                    cmd["_lock"] = self.take_lock(cmd)
                 with self.have_command:
                     self.commands.append(cmd)
                     self.have_command.notify()
@@ -94,6 +96,15 @@ class _Process:
         with self.have_command:
             self.commands.append({"cmd": "exit"})
             self.have_command.notify()
+
+    @staticmethod
+    def take_lock(cmd: dict):
+        from resnet_core.runs import RunLock
+
+        try:
+            return RunLock(os.path.join(cmd["runs_dir"], cmd["run_id"]), wait_s=10.0)
+        except Exception as e:  # noqa: BLE001 - reported by the run (it cannot be written)
+            return e
 
     def next_command(self) -> dict:
         with self.have_command:
@@ -121,7 +132,12 @@ class _Process:
         self.threads = max(1, int(cmd.get("threads", 1)))
         torch.set_num_threads(self.threads)
         store = RunStore(cmd["runs_dir"])
-        writer = RunWriter.reattach(store.root / cmd["run_id"])
+        lock = cmd.get("_lock")
+        if isinstance(lock, Exception):
+            print(f"run {cmd['run_id']}: {lock}", file=sys.stderr)
+            self.send({"type": "done", "status": "failed", "error": str(lock)})
+            return
+        writer = RunWriter.reattach(store.root / cmd["run_id"], lock=lock)
         resume = None
         last = {"t": 0.0}
 

@@ -11,7 +11,11 @@ import streamlit as st
 import torch
 
 from resnet_core import presets as core_presets
-from resnet_core.config import INITS, SCHEDULES, ConfigError, DataConfig, RunConfig, valid_depths
+from resnet_core import memory
+from resnet_core.config import INITS, MAX_CLASSES, SCHEDULES, ConfigError, DataConfig, RunConfig, valid_depths
+from resnet_core.data import DataError
+from resnet_core.data import folder_classes as core_folder_classes
+from resnet_core.files import OutsideRoots, browser_path, data_roots
 from resnet_core.runs import ACTIVE
 
 from . import downloads
@@ -228,9 +232,15 @@ def run_setup(base: RunConfig | None = None) -> Setup:
                  "(the quick scale's choice on a CPU)")
         data_kwargs["augment"] = st.toggle("Augment (pad 4, crop, flip)", value=bd.augment, key="augment")
         data = _build("data", errors, lambda: dataclasses.replace(bd, **data_kwargs))
-        if data is not None and data.name == "folder" and not Path(data.path).is_dir():
-            errors["data"] = f"no folder {data.path!r} on the server"
-            st.error(errors["data"], icon="🚫")
+        folder_classes = None
+        if data is not None and data.name == "folder":
+            folder_classes, problem = check_folder(data.path)
+            if problem:
+                errors["data"] = problem
+                st.error(problem, icon="🚫")
+            else:
+                st.caption(f"{len(folder_classes)} classes: {', '.join(folder_classes[:10])}"
+                           + (" ..." if len(folder_classes) > 10 else ""))
 
         st.header("Training")
         unit = st.radio("Length in", ["steps", "epochs"], index=0 if bt.steps is not None else 1,
@@ -275,9 +285,36 @@ def run_setup(base: RunConfig | None = None) -> Setup:
     if errors or model is None or data is None or train is None:
         return Setup(None, errors)
     try:
-        return Setup(RunConfig(model=model, data=data, train=train))
-    except ConfigError as e:   # cross-field checks, if the core adds any
+        if folder_classes is not None:  # the model takes the folder's number of classes, as the CLI does
+            model = dataclasses.replace(model, num_classes=len(folder_classes))
+        cfg = RunConfig(model=model, data=data, train=train)
+        memory.check_training(cfg)   # from the config alone: nothing is built or allocated
+        return Setup(cfg)
+    except ConfigError as e:   # cross-field checks and the memory budget
+        with sb:
+            st.error(str(e), icon="🚫")
         return Setup(None, {"run": str(e)})
+
+
+def check_folder(text: str) -> tuple[list[str] | None, str]:
+    """(class names, "") for a folder path typed in the browser, or (None, the one line to show). A path
+    outside the server's data roots gets the same line whether or not it exists."""
+    try:
+        path = browser_path(text, data_roots(), "folder")
+        if not path.is_dir():
+            return None, (f"no folder {text!r} under the data folders: give a folder inside "
+                          f"{', '.join(str(r) for r in data_roots())}")
+        classes = core_folder_classes(path)
+    except OutsideRoots as e:
+        return None, str(e)
+    except (OSError, DataError) as e:
+        return None, f"cannot read the folder {text!r}: {getattr(e, 'strerror', None) or e}"
+    if len(classes) < 2:
+        return None, (f"the folder {text!r} has {len(classes)} class folder(s) with images; a data set needs at "
+                      "least two: ROOT/CLASS_NAME/IMAGE")
+    if len(classes) > MAX_CLASSES:
+        return None, f"the folder {text!r} has {len(classes):,} class folders; at most {MAX_CLASSES:,}"
+    return classes, ""
 
 
 X_AXIS_NAMES = {"step": "step", "epoch": "epoch", "time": "wall time"}

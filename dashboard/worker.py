@@ -192,6 +192,7 @@ class LiveState:
 @dataclass
 class _Job:
     run_id: str
+    writer: RunWriter | None = None   # holds the run's writer lock while it is queued here
     owner: str = ""
     resume: bool = False              # continues the run from its last checkpoint
     live: LiveState | None = None
@@ -248,10 +249,10 @@ class RunManager:
             if waiting + len(cfgs) > self.max_queued:
                 raise QueueFull(f"{waiting} run(s) of yours are already queued and at most {self.max_queued} may "
                                 f"wait at once; stop some or wait for them to start")
+            # Each queued run's writer (and so its lock: the run is alive) stays here until a training
+            # process takes it over.
             writers = [self.store.create(cfg, status="queued") for cfg in cfgs]
-            for w in writers:
-                w.close()   # its training process writes the run
-            jobs = [_Job(w.run_id, owner=owner, live=LiveState(w.run_id)) for w in writers]
+            jobs = [_Job(w.run_id, writer=w, owner=owner, live=LiveState(w.run_id)) for w in writers]
             # Listed in the preset's order, started longest first (resnet_core.presets.longest_first) so
             # that with two slots the deepest nets do not run alone at the end.
             queue = self._queues.setdefault(owner, collections.deque())
@@ -277,8 +278,8 @@ class RunManager:
             plan = plan_resume(self.store, run_id)
             # Here it continues in one process, whatever number of ranks trained it before.
             cfg = dataclasses.replace(plan.config, distributed=DistributedConfig())
-            reopen(plan, cfg, status="queued").close()
-            job = _Job(run_id, owner=owner, resume=True, live=LiveState(run_id, step=plan.step))
+            writer = reopen(plan, cfg, status="queued")   # a second resume of the run is refused (RunBusy)
+            job = _Job(run_id, writer=writer, owner=owner, resume=True, live=LiveState(run_id, step=plan.step))
             self._queues.setdefault(owner, collections.deque()).append(job)
             self._groups.append((f"{cfg.label} (resumed)", [run_id]))
             self._launch_ready()
@@ -318,6 +319,8 @@ class RunManager:
                 job.live.state, job.live.started = "loading", time.time()
                 child.send({"cmd": "run", "runs_dir": str(self.store.root.resolve()), "run_id": job.run_id,
                             "threads": threads_per_run(len(self._running)), "resume": job.resume})
+                job.writer.close()   # hands the run's lock to the training process, which waits for it
+                job.writer = None
                 self._rebalance()
 
     def _on_message(self, job: _Job, child: _Child, msg: dict) -> None:
@@ -356,7 +359,7 @@ class RunManager:
             writer = RunWriter.reattach(info.path)
             writer.set_status("failed", error=why, finished=time.time())
             writer.close()
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, ValueError, KeyError, TypeError, RuntimeError):
             pass   # a run folder that cannot be read is listed as damaged anyway
 
     # --- control ---------------------------------------------------------------------------------
@@ -368,9 +371,8 @@ class RunManager:
                 for job in queue:
                     if job.run_id == run_id:
                         queue.remove(job)
-                        writer = RunWriter.reattach(self.store.root / run_id)
-                        writer.set_status("stopped", message="stopped before it started", finished=time.time())
-                        writer.close()
+                        job.writer.set_status("stopped", message="stopped before it started", finished=time.time())
+                        job.writer.close()
                         job.live.state = "done"
                         return True
             job = self._running.get(run_id)

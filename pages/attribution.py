@@ -34,13 +34,24 @@ source = st.radio("Images", ["Upload", "Shapes test set"], horizontal=True, key=
 if source == "Upload":
     files = st.file_uploader("Upload one or more images (PNG, JPEG, WebP, BMP, GIF first frame, TIFF)",
                              type=UPLOAD_TYPES, accept_multiple_files=True, key="attr_uploads")
-    for f in files or []:
+    files = list(files or [])
+    if len(files) > view.MAX_UPLOADS:
+        st.error(f"{len(files)} images uploaded; this server uses at most {view.MAX_UPLOADS} at once: "
+                 f"remove {len(files) - view.MAX_UPLOADS}.")
+        files = files[:view.MAX_UPLOADS]
+    pixels = 0
+    for f in files:
         data = f.getvalue()
         try:
             img = view.decode_upload(data)
         except view.USER_ERRORS as e:
             st.error(f"{f.name}: {e}")
             continue
+        pixels += img.width * img.height
+        if pixels > view.SESSION_MAX_PIXELS:
+            st.error(f"{f.name}: the images so far hold more than {view.SESSION_MAX_PIXELS / 1e6:.0f} MP together, "
+                     "this server's limit for one session: remove some or downscale them.")
+            break
         images.append({"key": f"upload:{view.digest(data)}", "name": f.name, "img": img, "mask": None, "label": None})
         if is_tiny(img):
             st.warning(f"{f.name} is only {img.width}x{img.height} pixels: it is upscaled to the model's input, "
@@ -58,11 +69,14 @@ else:
 options = dict(view.run_models(root))
 # The community CIFAR-10 nets by name, each with its size and whether it is already downloaded.
 options.update({name: downloads.community_label(name) for name in community.NAMES})
-path = st.text_input("Community CIFAR-10 checkpoint by path on the server (akamaster's .th format; a run's .pt "
-                     "works too)",
-                     key="attr_ckpt_path").strip()
+path = st.text_input("Community CIFAR-10 checkpoint by path on the server (akamaster's .th format, or a run's .pt; "
+                     "inside the server's data folders, e.g. data/resnet20-12fca82f.th)", key="attr_ckpt_path").strip()
 if path:
-    options[f"ckpt:{path}"] = f"checkpoint {path}"
+    try:
+        path = view.checkpoint_path(path)
+        options[f"ckpt:{path}"] = f"checkpoint {path}"
+    except view.USER_ERRORS as e:
+        st.error(str(e))
 uploaded_ckpt = st.file_uploader("... or upload a checkpoint (.th, .pt, .pth; loaded with weights_only=True)",
                                  type=["th", "pt", "pth", "ckpt"], key="attr_ckpt_upload")
 uploaded_bytes = {}

@@ -153,7 +153,8 @@ def _analyze(a) -> dict:
             raise AnalysisError(f"--out must be a directory; {out} is a file")
         out.mkdir(parents=True, exist_ok=True)
     if a.estimate:
-        return {"analysis": analysis.name, **estimate_cost(analysis.name, source, settings, data, device=a.device)}
+        return {"analysis": analysis.name, **estimate_cost(analysis.name, source, settings, data, device=a.device,
+                                                                 runs_dir=a.runs_dir)}
     bar = _Bar(not a.quiet, analysis.name)
     try:
         result = run_analysis(analysis.name, source, data=data, settings=settings, device=a.device,

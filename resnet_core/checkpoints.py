@@ -10,12 +10,16 @@ import io
 import json
 import os
 import re
+import secrets
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from . import memory
 from .config import ConfigError, ModelConfig
+from .files import NotARegularFile, read_regular
 from .data_consts import CIFAR10_CLASSES, IMAGENET_MEAN, IMAGENET_STD
 from .models import CifarResNet, build_model
 
@@ -54,13 +58,32 @@ def save_checkpoint(path: str | Path, model: CifarResNet, run_config: dict, *, s
     }
     if train_state is not None:
         payload["train_state"] = train_state
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)  # a reader never sees a half-written checkpoint
+    # A unique temporary name per writer: two processes saving one path never write into one file,
+    # and a reader never sees a half-written checkpoint.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.{secrets.token_hex(4)}.tmp")
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 
+MAX_CHECKPOINT_BYTES = 2 * 2**30   # ResNet-1202 at width 4 with momentum is about 1 GB
+
+
 def _safe_load(source) -> object:
+    if isinstance(source, (str, Path)):
+        try:  # a regular file only: torch.load on a FIFO or a device would block or never end
+            source = io.BytesIO(read_regular(source, MAX_CHECKPOINT_BYTES, "checkpoint file"))
+        except FileNotFoundError:
+            raise CheckpointError(f"checkpoint not found: {source}") from None
+        except NotARegularFile as e:
+            raise CheckpointError(str(e)) from None
+        except ValueError as e:
+            raise CheckpointError(f"{e}: not a checkpoint of these models") from None
+        except OSError as e:
+            raise CheckpointError(f"cannot read {source}: {e.strerror or e}") from None
     try:
         return torch.load(source, map_location="cpu", weights_only=True)
     except FileNotFoundError:
@@ -90,9 +113,41 @@ def load_train_state(path: str | Path) -> dict:
     if not isinstance(state, dict):
         raise CheckpointError(f"{path} holds weights only (saved before runs could be resumed); "
                               "start a new run instead")
-    meta = json.loads(obj["meta_json"])
-    return {"model": obj["state_dict"], "optimizer": state["optimizer"], "loader": state["loader"],
-            "step": int(meta["step"]), "config": json.loads(obj["config_json"])}
+    try:
+        meta = json.loads(obj["meta_json"])
+        out = {"model": obj["state_dict"], "optimizer": state["optimizer"], "loader": state["loader"],
+               "step": int(meta["step"]), "config": json.loads(obj["config_json"])}
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise CheckpointError(f"{path} is malformed ({_why(e)}); resume from another checkpoint") from None
+    if not isinstance(out["model"], dict) or not isinstance(out["config"], dict) or out["step"] < 0:
+        raise CheckpointError(f"{path} is malformed (no state dict, config or step); resume from another checkpoint")
+    return out
+
+
+def _why(e: BaseException) -> str:
+    text = str(e).splitlines()[0][:160] if str(e) else ""
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
+
+
+def check_architecture(cfg: ModelConfig, state_dict: dict, name: str, image_size: int = 32) -> None:
+    """Before anything is built: the architecture ``cfg`` (declared by a file, or inferred from its key
+    names) must hold exactly as many parameters as the file's tensors, and fit the memory budget.
+    A file cannot make the loader allocate more than it carries."""
+    if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
+        raise CheckpointError(f"{name}: no state_dict of tensors inside; is it a model checkpoint?")
+    declared = memory.estimate(cfg, image_size).params
+    held = sum(v.numel() for k, v in state_dict.items() if not str(k).endswith(_BUFFERS))
+    if declared != held:
+        raise CheckpointError(f"{name}: the checkpoint's weights do not fit {cfg.name} with {cfg.num_classes} "
+                              f"classes ({declared:,} parameters; the file holds {held:,}): the file is "
+                              "inconsistent or damaged, or of another architecture")
+    try:
+        memory.check_model(cfg, image_size, what=f"{name}: loading the checkpoint")
+    except memory.MemoryBudgetError as e:
+        raise CheckpointError(str(e)) from None
 
 
 _AKAMASTER_BLOCK = re.compile(r"^layer([123])\.(\d+)\.(conv|bn)([12])\.(.+)$")
@@ -128,10 +183,11 @@ def infer_cifar_config(state_dict: dict) -> ModelConfig:
     stem = state_dict.get("stem.conv.weight")
     if stem is None or stem.ndim != 4:
         raise CheckpointError("the state dict has no 3x3 stem convolution: not a CIFAR ResNet checkpoint")
-    width = stem.shape[0] // 16
-    classes = state_dict["fc.weight"].shape[0] if "fc.weight" in state_dict else 10
+    width = stem.shape[0] / 16
+    fc = state_dict.get("fc.weight")
+    classes = int(fc.shape[0]) if isinstance(fc, torch.Tensor) and fc.ndim == 2 else 10
     try:
-        return ModelConfig(depth=6 * n + 2, width=max(1, width), num_classes=classes)
+        return ModelConfig(depth=6 * n + 2, width=width, num_classes=classes)
     except ConfigError as e:
         raise CheckpointError(f"cannot infer the architecture: {e}") from None
 
@@ -139,7 +195,7 @@ def infer_cifar_config(state_dict: dict) -> ModelConfig:
 def _load_into(model: torch.nn.Module, state_dict: dict, what: str) -> None:
     try:
         model.load_state_dict(state_dict, strict=True)
-    except RuntimeError as e:
+    except (RuntimeError, TypeError, ValueError, KeyError) as e:
         first = [ln.strip() for ln in str(e).splitlines() if ln.strip()][1:3]
         raise CheckpointError(f"the checkpoint's weights do not fit {what}: {' '.join(first)[:300]}") from None
 
@@ -154,19 +210,29 @@ def load_checkpoint(source: str | Path | bytes | io.BytesIO, model_cfg: ModelCon
     if not isinstance(obj, dict):
         raise CheckpointError(f"{name}: expected a dict of weights, found {type(obj).__name__}")
     if obj.get("format") == FORMAT:
-        run_cfg = json.loads(obj["config_json"])
-        meta = json.loads(obj["meta_json"])
-        cfg = model_cfg or ModelConfig.from_dict(run_cfg["model"])
+        try:  # every field comes from the file: any malformed one is a CheckpointError, never a traceback
+            run_cfg = json.loads(obj["config_json"])
+            meta = json.loads(obj["meta_json"])
+            cfg = model_cfg or ModelConfig.from_dict(run_cfg["model"])
+            size = int((run_cfg.get("data") or {}).get("image_size", 32))  # a quick-scale run sees 16x16 inputs
+            classes = [str(c) for c in meta["classes"]]
+            mean, std = tuple(float(v) for v in meta["mean"]), tuple(float(v) for v in meta["std"])
+            step = int(meta["step"])
+            if len(mean) != 3 or len(std) != 3 or not 8 <= size <= 64:
+                raise ValueError("mean, std or image size out of range")
+        except (KeyError, TypeError, ValueError, AttributeError) as e:  # ConfigError, JSONDecodeError too
+            raise CheckpointError(f"{name}: malformed checkpoint ({_why(e)}); use another file") from None
+        check_architecture(cfg, obj.get("state_dict"), name, size)
         model = build_model(cfg)
         _load_into(model, obj["state_dict"], cfg.name)
-        size = int((run_cfg.get("data") or {}).get("image_size", 32))  # a quick-scale run sees 16x16 inputs
-        return LoadedModel(model.eval(), cfg, meta["classes"], tuple(meta["mean"]), tuple(meta["std"]),
-                           size, f"run checkpoint {name} (step {meta['step']})", {"run_config": run_cfg, **meta})
+        return LoadedModel(model.eval(), cfg, classes, mean, std, size, f"run checkpoint {name} (step {step})",
+                           {"run_config": run_cfg, **meta})
     state = obj.get("state_dict", obj)
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{name}: no state_dict of tensors inside; is it a model checkpoint?")
     state = akamaster_to_ours(state)
     cfg = model_cfg or infer_cifar_config(state)
+    check_architecture(cfg, state, name)
     model = build_model(cfg)
     _load_into(model, state, cfg.name)
     meta = {k: v for k, v in obj.items() if k != "state_dict" and isinstance(v, (int, float, str))}

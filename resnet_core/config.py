@@ -23,6 +23,10 @@ INITS = ("kaiming", "xavier", "normal")
 SCHEDULES = ("step", "cosine", "constant")
 DATASETS = ("synthetic", "cifar10", "folder")
 MAX_DEPTH = 1202
+MAX_CLASSES = 100_000
+MAX_STEPS = 100_000_000       # a year of steps on a fast GPU; more is a typo
+MAX_EPOCHS = 1_000_000
+MAX_SEED = 2**63 - 1          # what torch.manual_seed and numpy's generators accept         # ImageNet-21k has 21,841; a larger head is a typo or a hostile file
 STAGE_WIDTHS = (16, 32, 64)   # channels of the three stages at width 1 (He et al. 2015 §4.2)
 IMAGE_SIZES = (8, 64)         # smallest and largest input side: three stages halve it twice
 
@@ -96,8 +100,9 @@ class ModelConfig(_JsonMixin):
         if not 0 < w <= 16 or min(self.stage_widths) < 1:
             raise ConfigError(f"width must be from {1 / STAGE_WIDTHS[0]:g} (one channel in the first stage) "
                               f"to 16; got {w!r}")
-        if self.num_classes < 2:
-            raise ConfigError(f"num_classes must be at least 2; got {self.num_classes}")
+        c = self.num_classes
+        if isinstance(c, bool) or not isinstance(c, int) or not 2 <= c <= MAX_CLASSES:
+            raise ConfigError(f"num_classes must be an integer from 2 to {MAX_CLASSES:,}; got {c!r}")
         if self.zero_init_last and not self.batchnorm:
             raise ConfigError("zero_init_last needs BatchNorm (it zeroes the last BN of each branch)")
 
@@ -170,16 +175,22 @@ class TrainConfig(_JsonMixin):
             raise ConfigError("give exactly one of steps or epochs")
         if self.steps is not None and (not isinstance(self.steps, int) or self.steps < 1):
             raise ConfigError(f"steps must be a positive integer; got {self.steps!r}")
-        if self.epochs is not None and not self.epochs > 0:
-            raise ConfigError(f"epochs must be positive; got {self.epochs!r}")
+        if self.epochs is not None and (isinstance(self.epochs, bool) or not isinstance(self.epochs, (int, float))
+                                        or not 0 < self.epochs <= MAX_EPOCHS):
+            raise ConfigError(f"epochs must be a positive number up to {MAX_EPOCHS:,}; got {self.epochs!r}")
+        if self.steps is not None and self.steps > MAX_STEPS:
+            raise ConfigError(f"steps must be at most {MAX_STEPS:,}; got {self.steps!r}")
         if not 1 <= self.batch_size <= 8192:
             raise ConfigError(f"batch size must be from 1 to 8192; got {self.batch_size}")
         if not (self.lr > 0 and self.lr < 100):
             raise ConfigError(f"learning rate must be positive (the paper uses 0.1); got {self.lr}")
         if not 0 <= self.momentum < 1:
             raise ConfigError(f"momentum must be in [0, 1); got {self.momentum}")
-        if self.weight_decay < 0:
-            raise ConfigError(f"weight decay must be non-negative; got {self.weight_decay}")
+        if not 0 <= self.weight_decay < 1:  # NaN fails both comparisons
+            raise ConfigError(f"weight decay must be a number from 0 to below 1 (the paper uses 1e-4); "
+                              f"got {self.weight_decay}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed <= MAX_SEED:
+            raise ConfigError(f"seed must be an integer from 0 to {MAX_SEED}; got {self.seed!r}")
         _choice("schedule", self.schedule, SCHEDULES)
         for name in ("warmup_steps", "eval_every", "eval_batches", "feature_maps_every", "checkpoint_every"):
             if getattr(self, name) < 0:

@@ -38,33 +38,13 @@ CALIBRATION_VERSION = 1
 # Work of a config, from the config alone
 # ----------------------------------------------------------------------------------------------------
 
-def _out(size: int, stride: int) -> int:
-    return (size - 1) // stride + 1   # a 3x3 conv with padding 1, or a 1x1 with none
-
-
 def config_macs(model: ModelConfig, image_size: int) -> int:
     """Multiply-adds of one image's forward pass (convolutions and the linear head), counted from the
-    architecture as ``models.count_macs`` measures a built model (a test checks they agree)."""
-    widths, n = model.stage_widths, model.n
-    bottleneck = model.block == "bottleneck"
-    expansion = 4 if bottleneck else 1
-    h = image_size
-    total = 3 * widths[0] * 9 * h * h
-    cin = widths[0]
-    for i, planes in enumerate(widths):
-        for j in range(n):
-            stride = 2 if i > 0 and j == 0 else 1
-            ho = _out(h, stride)
-            cout = planes * expansion
-            if bottleneck:
-                total += cin * planes * h * h + planes * planes * 9 * ho * ho + planes * cout * ho * ho
-            else:
-                total += cin * planes * 9 * ho * ho + planes * cout * 9 * ho * ho
-            changes_shape = stride != 1 or cin != cout
-            if model.residual and (model.shortcut == "C" or (model.shortcut == "B" and changes_shape)):
-                total += cin * cout * ho * ho
-            cin, h = cout, ho
-    return total + cin * model.num_classes
+    architecture by ``memory.estimate`` as ``models.count_macs`` measures a built model (a test checks
+    they agree)."""
+    from .memory import estimate
+
+    return estimate(model, image_size).macs
 
 
 def weight_layers(model: ModelConfig) -> int:

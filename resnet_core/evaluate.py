@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from .checkpoints import LoadedModel
-from .config import DataConfig
+from .config import ConfigError, DataConfig
 from .data import iter_test_batches, load_dataset, load_folder
 from .probes import probes
 from .train import resolve_device
@@ -25,6 +25,10 @@ def default_data_config(loaded: LoadedModel) -> DataConfig:
 @torch.no_grad()
 def evaluate_checkpoint(loaded: LoadedModel, data_cfg: DataConfig | None = None, *, batch_size: int = 256,
                         limit: int | None = None, device: str = "auto", with_probes: bool = False) -> dict:
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ConfigError(f"limit must be a positive number of test images; got {limit!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not 1 <= batch_size <= 8192:
+        raise ConfigError(f"batch size must be from 1 to 8192; got {batch_size!r}")
     dev = resolve_device(device)
     data_cfg = data_cfg or default_data_config(loaded)
     if data_cfg.name == "folder":

@@ -29,6 +29,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .files import NotARegularFile, read_regular
+
 MAX_FILE_BYTES = 50 * 1024 * 1024     # the CLI's cap; the dashboard's upload cap is in .streamlit/config.toml
 MAX_PIXELS = 40_000_000               # 40 MP: above a 48 MP phone photo's 12 MP binned output, far below a bomb
 TINY_SIDE = 8                         # below this, the picture carries almost nothing at 32x32
@@ -50,12 +52,12 @@ def _read_bytes(source: bytes | bytearray | str | Path | io.IOBase) -> bytes:
         path = Path(source)
         if not path.exists():
             raise ImageError(f"image file not found: {path}")
-        if path.is_dir():
-            raise ImageError(f"{path} is a directory; give an image file")
-        if path.stat().st_size > MAX_FILE_BYTES:
-            raise ImageError(f"{path.name} is {path.stat().st_size / 2**20:.0f} MB; the limit is "
-                             f"{MAX_FILE_BYTES // 2**20} MB: resize or recompress it")
-        data = path.read_bytes()
+        try:  # a regular file only: a FIFO or a device would block or never end
+            data = read_regular(path, MAX_FILE_BYTES, "image file")
+        except ValueError as e:
+            raise ImageError(f"{e}: resize or recompress it") from None
+        except OSError as e:
+            raise ImageError(str(e) if isinstance(e, NotARegularFile) else f"cannot read {path}: {e.strerror}") from None
     else:  # a file-like object, e.g. Streamlit's UploadedFile
         data = source.read(MAX_FILE_BYTES + 1)
     if len(data) == 0:
@@ -65,9 +67,9 @@ def _read_bytes(source: bytes | bytearray | str | Path | io.IOBase) -> bytes:
     return data
 
 
-def _too_large(w: int, h: int) -> ImageError:
+def _too_large(w: int, h: int, limit: int = MAX_PIXELS) -> ImageError:
     return ImageError(f"the image declares {w}x{h} pixels ({w * h / 1e6:.0f} MP); the limit is "
-                      f"{MAX_PIXELS / 1e6:.0f} MP (a guard against decompression bombs): downscale it first")
+                      f"{limit / 1e6:g} MP (a guard against decompression bombs): downscale it first")
 
 
 def _to_8bit_gray(img: Image.Image) -> Image.Image:
@@ -103,8 +105,10 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB") if img.mode != "RGB" else img
 
 
-def load_image(source: bytes | str | Path | io.IOBase) -> Image.Image:
-    """An upright 8-bit RGB image from bytes, a path or a file object; ``ImageError`` otherwise."""
+def load_image(source: bytes | str | Path | io.IOBase, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """An upright 8-bit RGB image from bytes, a path or a file object; ``ImageError`` otherwise.
+    ``max_pixels`` (width x height, as declared in the header) may be lowered, e.g. by a shared server."""
+    max_pixels = min(max_pixels, MAX_PIXELS)
     data = _read_bytes(source)
     try:
         with warnings.catch_warnings():
@@ -113,8 +117,8 @@ def load_image(source: bytes | str | Path | io.IOBase) -> Image.Image:
             w, h = img.size
             if w < 1 or h < 1:
                 raise ImageError(f"the image declares {w}x{h} pixels: nothing to show")
-            if w * h > MAX_PIXELS:
-                raise _too_large(w, h)
+            if w * h > max_pixels:
+                raise _too_large(w, h, max_pixels)
             img.seek(0)  # animated GIF/WebP/TIFF: the first frame
             img.load()
             img = ImageOps.exif_transpose(img)

@@ -97,6 +97,9 @@ def run_training(cfg: RunConfig, ds, runs_dir=None, on_event=None, plan: ResumeP
                  sync_bn: bool = False) -> int:
     """Trains ``cfg`` (or continues ``plan``) into the run store; prints the JSON summary on rank 0
     and returns the exit status: 0 for finished or stopped, 1 otherwise."""
+    from .memory import check_training
+
+    check_training(cfg)  # one line and no run directory for a run that cannot fit
     launch = launch_from_env()
     dist = None
     if launch is not None:

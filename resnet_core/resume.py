@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .checkpoints import load_train_state
-from .config import RunConfig
-from .runs import RunStore, RunWriter, validate_run_id
+from .checkpoints import CheckpointError, load_train_state
+from .config import ConfigError, RunConfig
+from .runs import STEP_CKPT, RunLock, RunStore, RunWriter, validate_run_id
 
 RESUMABLE = ("stopped", "interrupted", "failed")
 STOP_FILE = "STOP"
@@ -56,12 +57,31 @@ def plan_resume(store: RunStore, run_id: str) -> ResumePlan:
     info = store.get(run_id)
     if info.status not in RESUMABLE:
         raise ValueError(f"run {run_id} is {info.status}: only a stopped, interrupted or failed run can be resumed")
-    ckpt = store.checkpoint_path(run_id)
-    if ckpt is None:
+    candidates = checkpoint_candidates(info.path)
+    if not candidates:
         raise ValueError(f"run {run_id} has no checkpoint to resume from: it was cut off before its first one "
                          "(train with --checkpoint-every N to make a run resumable mid-way)")
-    state = load_train_state(ckpt)
-    return ResumePlan(store, run_id, RunConfig.from_dict(info.config), state)
+    try:
+        config = RunConfig.from_dict(info.config)
+    except (ConfigError, TypeError) as e:
+        raise ValueError(f"run {run_id} has an unreadable config.json ({e}): it cannot be resumed") from None
+    first_error = None
+    for ckpt in candidates:  # the newest intact one: a crash may have left last.pt truncated
+        try:
+            return ResumePlan(store, run_id, config, load_train_state(ckpt))
+        except CheckpointError as e:
+            first_error = first_error or e
+    raise CheckpointError(f"run {run_id}: no intact checkpoint to resume from ({first_error})")
+
+
+def checkpoint_candidates(path: Path) -> list[Path]:
+    """``last.pt``, then the step checkpoints newest first."""
+    d = Path(path) / "checkpoints"
+    if not d.is_dir():
+        return []
+    steps = sorted(((int(m.group(1)), p) for p in d.iterdir() if (m := STEP_CKPT.match(p.name))), reverse=True)
+    last = [d / "last.pt"] if (d / "last.pt").is_file() else []
+    return last + [p for _, p in steps]
 
 
 def _kept(record: dict, step: int) -> bool:
@@ -71,12 +91,28 @@ def _kept(record: dict, step: int) -> bool:
 
 
 def reopen(plan: ResumePlan, config: RunConfig | None = None, status: str = "queued") -> RunWriter:
-    """Drops what was recorded after the checkpoint's step, removes a stop request, and returns a
-    writer appending to the run (its creation time kept, so it stays where it was in the lists)."""
+    """Takes the run's writer lock (a second resume gets ``RunBusy``), drops what was recorded after the
+    checkpoint's step, removes a stop request, and returns a writer appending to the run (its creation
+    time kept, so it stays where it was in the lists)."""
+    path, step = plan.path, plan.step
+    lock = RunLock(path)
+    try:
+        # Under the lock, a run still marked queued or running has lost its writer (interrupted); one that
+        # another resume has meanwhile taken to its end is not resumed twice.
+        raw = plan.store.get(plan.run_id).summary.get("status")
+        if raw not in RESUMABLE + ("queued", "running"):
+            raise ValueError(f"run {plan.run_id} is {raw}: only a stopped, interrupted or failed run can be resumed")
+        return _reopen_locked(plan, lock, config, status)
+    except BaseException:
+        lock.release()
+        raise
+
+
+def _reopen_locked(plan: ResumePlan, lock: RunLock, config: RunConfig | None, status: str) -> RunWriter:
     path, step = plan.path, plan.step
     metrics = path / "metrics.jsonl"
     kept = [r for r in plan.store.read_metrics(plan.run_id) if _kept(r, step)]
-    tmp = metrics.with_name(f".metrics.jsonl.{os.getpid()}.tmp")
+    tmp = metrics.with_name(f".metrics.jsonl.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     with open(tmp, "w") as f:
         for r in kept:
             f.write(json.dumps(r, allow_nan=True) + "\n")
@@ -86,7 +122,7 @@ def reopen(plan: ResumePlan, config: RunConfig | None = None, status: str = "que
             npz.unlink()
     (path / STOP_FILE).unlink(missing_ok=True)
     old = json.loads((path / "status.json").read_text())
-    writer = RunWriter(path, config or plan.config, status)
+    writer = RunWriter(path, config or plan.config, status, lock=lock)
     writer._status.update(created=old.get("created", writer._status["created"]), resumed_from=step,
                           resumed=time.time())
     writer._flush_status()

@@ -7,13 +7,25 @@
     runs/<run_id>/checkpoints/last.pt     and step_NNNNNNNN.pt; init.pt holds the weights at step 0
     runs/<run_id>/analysis/<name>-<hash>.json   cached results of resnet_core.analysis
     runs/<run_id>/STOP                    (written by a user) ends a CLI/torchrun run after its step
+    runs/<run_id>/writer.lock             flock-ed by the one process writing the run
 
 A process killed mid-run loses at most the line it was writing; a reader skips a torn last line,
 reports a run whose writer died as ``interrupted`` and a run it cannot read as ``damaged``.
+
+Liveness is the writer's lock, not a pid: ``RunWriter`` holds an exclusive ``fcntl.flock`` on
+``writer.lock`` from its creation to ``close()``, in whichever process writes the run (the server's
+thread or a child process), and the kernel drops it when that process dies. A reader that can take a
+shared lock knows nobody writes the run; a second writer (a second resume) is refused with
+``RunBusy``. Checkpoints are written under unique temporary names and renamed into place, the
+newest also as ``last.pt``; all but the newest ``RESNET_LAB_KEEP_CHECKPOINTS`` (default 3) step
+checkpoints are deleted, and a checkpoint is not started without room for it on the disk.
 """
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
+import math
 import os
 import re
 import secrets
@@ -37,6 +49,72 @@ HOST = socket.gethostname()
 # A run written from another machine (a torchrun rank 0 elsewhere on a shared filesystem) cannot be
 # checked by pid: it counts as cut off when its status has not been rewritten for this long.
 REMOTE_STALE_S = 900
+LOCK_FILE = "writer.lock"
+KEEP_ENV = "RESNET_LAB_KEEP_CHECKPOINTS"
+DEFAULT_KEEP = 3
+DISK_MARGIN = 64 * 2**20    # free bytes left on the disk after a checkpoint, for the metrics and the OS
+STEP_CKPT = re.compile(r"^step_(\d+)\.pt$")
+
+
+class RunBusy(RuntimeError):
+    """Another process writes this run (it trains, or a resume of it is under way)."""
+
+
+def keep_checkpoints() -> int:
+    """How many step checkpoints a run keeps (``RESNET_LAB_KEEP_CHECKPOINTS``, at least 1)."""
+    raw = os.environ.get(KEEP_ENV, "").strip()
+    try:
+        return max(1, int(raw)) if raw else DEFAULT_KEEP
+    except ValueError:
+        return DEFAULT_KEEP
+
+
+class RunLock:
+    """The exclusive writer lock of one run directory, held until ``release()`` or the process ends."""
+
+    def __init__(self, path: Path, wait_s: float = 0.5):
+        self.path = Path(path)
+        self._fd: int | None = None
+        fd = os.open(self.path / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        deadline = time.monotonic() + wait_s  # a reader's probe holds a shared lock for microseconds
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as e:
+                if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN) or time.monotonic() > deadline:
+                    os.close(fd)
+                    raise RunBusy(f"run {self.path.name} is being written by another process (it trains, or "
+                                  "it is already being resumed): wait for it to end, or stop it first") from None
+                time.sleep(0.02)
+        self._fd = fd
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)  # closing the descriptor drops the flock
+
+    def __del__(self):  # a writer dropped without close() must not keep its run "running" forever
+        self.release()
+
+
+def writer_alive(path: Path) -> bool:
+    """Whether some process (this one included) holds the run's writer lock now."""
+    try:
+        fd = os.open(Path(path) / LOCK_FILE, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False  # no lock file: written before locks, or never started; nobody writes it now
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return False
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
 
 
 def default_runs_dir() -> Path:
@@ -49,20 +127,31 @@ def validate_run_id(run_id: str) -> str:
     return run_id
 
 
+def _replace_with_copy(src: Path, dst: Path) -> None:
+    """``dst`` becomes a copy of ``src`` in one rename: a reader sees the old file or the new one."""
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.{threading.get_ident()}.{secrets.token_hex(4)}.tmp")
+    try:
+        try:
+            os.link(src, tmp)  # same file system: no bytes copied
+        except OSError:
+            shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def _write_json_atomic(path: Path, obj: dict) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     tmp.write_text(json.dumps(obj))
     os.replace(tmp, path)
 
 
-def _pid_alive(pid: int) -> bool:
+def _damaged(run_id: str, path: Path, why: str) -> "RunInfo":
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        created = path.stat().st_mtime
+    except OSError:
+        created = 0.0
+    return RunInfo(run_id, path, "damaged", created=created, error=why)
 
 
 @dataclass
@@ -90,9 +179,13 @@ class RunInfo:
 class RunWriter:
     """Subscribes to the trainer's events and writes them into one run directory."""
 
-    def __init__(self, path: Path, config: RunConfig, status: str = "queued"):
+    def __init__(self, path: Path, config: RunConfig, status: str = "queued", lock: RunLock | None = None,
+                 keep: int | None = None):
         self.path = path
         self.config = config
+        # Taken before anything is written: a second writer of the run is refused with RunBusy.
+        self.lock = lock if lock is not None and lock.held else RunLock(path)
+        self.keep = keep if keep is not None else keep_checkpoints()
         self._status = {"status": status, "created": time.time(), "updated": time.time(), "pid": os.getpid(),
                         "host": HOST}
         (path / "features").mkdir(parents=True, exist_ok=True)
@@ -104,11 +197,14 @@ class RunWriter:
         self._flush_status()
 
     @classmethod
-    def reattach(cls, path: Path) -> "RunWriter":
+    def reattach(cls, path: Path, lock: RunLock | None = None) -> "RunWriter":
         """A writer for a run another process created (the dashboard creates and queues a run, its
-        training process writes it): its config and status fields are kept, metrics are appended."""
+        training process writes it): takes the run's writer lock (``lock``, or a new one, waiting a
+        moment for the process handing it over), keeps its config and status fields, appends metrics."""
         writer = cls.__new__(cls)
         writer.path = Path(path)
+        writer.lock = lock if lock is not None and lock.held else RunLock(writer.path, wait_s=10.0)
+        writer.keep = keep_checkpoints()
         writer.config = RunConfig.from_dict(json.loads((writer.path / "config.json").read_text()))
         writer._status = json.loads((writer.path / "status.json").read_text())
         writer._status.update(pid=os.getpid(), host=HOST)
@@ -149,10 +245,12 @@ class RunWriter:
             # With the optimizer and loader state the checkpoint can be resumed (resnet_core/resume.py).
             train_state = ({"optimizer": event["optimizer"].state_dict(), "loader": event["loader"].state_dict()}
                            if "optimizer" in event and "loader" in event else None)
+            self._check_disk(event["model"], train_state is not None)
             save_checkpoint(ckpt, event["model"], self.config.to_dict(), step=event["step"],
                             classes=self._classes, mean=self._mean, std=self._std, train_state=train_state)
-            if not event["final"]:  # the newest checkpoint is always also last.pt
-                shutil.copyfile(ckpt, self.path / "checkpoints" / "last.pt")
+            if not event["final"]:  # the newest checkpoint is always also last.pt, replaced atomically
+                _replace_with_copy(ckpt, self.path / "checkpoints" / "last.pt")
+                self._prune()
             self._write({"type": "checkpoint", "step": event["step"], "path": ckpt.name})
             return
         if kind == "start":
@@ -169,9 +267,28 @@ class RunWriter:
     def _write(self, record: dict) -> None:
         self._metrics.write(json.dumps(record, allow_nan=True) + "\n")
 
+    def _check_disk(self, model, resumable: bool) -> None:
+        """Refuses (OSError ENOSPC, one line) a checkpoint the disk has no room for: the weights, the
+        momentum when resumable, twice (the step file and last.pt), and a margin."""
+        size = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+        need = size * (2 if resumable else 1) * 2 + DISK_MARGIN
+        free = shutil.disk_usage(self.path).free
+        if free < need:
+            raise OSError(errno.ENOSPC, f"not enough free disk for a checkpoint: {free / 2**20:.0f} MB free, "
+                                        f"about {need / 2**20:.0f} MB needed; free space or delete old runs",
+                          str(self.path / "checkpoints"))
+
+    def _prune(self) -> None:
+        """Keeps the newest ``keep`` step checkpoints (last.pt and init.pt are never pruned)."""
+        found = sorted((int(m.group(1)), p) for p in (self.path / "checkpoints").iterdir()
+                       if (m := STEP_CKPT.match(p.name)))
+        for _, p in found[:-self.keep]:
+            p.unlink(missing_ok=True)
+
     def close(self) -> None:
         if not self._metrics.closed:
             self._metrics.close()
+        self.lock.release()
 
 
 class RunStore:
@@ -183,42 +300,77 @@ class RunStore:
 
     def new_run_id(self, cfg: RunConfig) -> str:
         label = re.sub(r"[^A-Za-z0-9_.-]+", "-", cfg.label)[:60].strip("-.") or "run"
-        return f"{time.strftime('%Y%m%d-%H%M%S')}-{label}-{secrets.token_hex(2)}"
+        return f"{time.strftime('%Y%m%d-%H%M%S')}-{label}-{secrets.token_hex(4)}"
 
     def create(self, cfg: RunConfig, status: str = "queued", run_id: str | None = None) -> RunWriter:
         self.root.mkdir(parents=True, exist_ok=True)
-        run_id = validate_run_id(run_id or self.new_run_id(cfg))
-        path = self.root / run_id
-        path.mkdir()
-        return RunWriter(path, cfg, status)
+        if run_id is not None:  # a caller's own id: taken or refused, never shared
+            path = self.root / validate_run_id(run_id)
+            path.mkdir()
+            return RunWriter(path, cfg, status)
+        base = self.new_run_id(cfg)
+        for n in range(1, 10_000):
+            # mkdir is the claim: of two processes making one id, one gets it and the other the next.
+            path = self.root / (base if n == 1 else f"{base}-{n}")
+            try:
+                path.mkdir()
+            except FileExistsError:
+                continue
+            return RunWriter(path, cfg, status)
+        raise RuntimeError(f"could not make a new run id in {self.root}")
 
     def list(self) -> list[RunInfo]:
         if not self.root.is_dir():
             return []
-        infos = [self.get(p.name) for p in self.root.iterdir() if p.is_dir() and RUN_ID.match(p.name)]
+        infos = []
+        for p in self.root.iterdir():
+            if RUN_ID.match(p.name) and p.is_dir():
+                try:
+                    infos.append(self.get(p.name))
+                except (FileNotFoundError, NotADirectoryError):
+                    continue  # deleted while listing
         return sorted(infos, key=lambda r: (r.created, r.run_id), reverse=True)
 
     def get(self, run_id: str) -> RunInfo:
+        """The run's state; never raises for what is inside its folder: anything malformed makes it
+        ``damaged`` (listed, with the reason, and deletable)."""
         path = self._dir(run_id)
         if not path.is_dir():
             raise FileNotFoundError(f"no run {run_id!r} in {self.root}")
         try:
-            config = json.loads((path / "config.json").read_text())
-            status = json.loads((path / "status.json").read_text())
-        except (OSError, ValueError) as e:
-            return RunInfo(run_id, path, "damaged", created=path.stat().st_mtime,
-                           error=f"unreadable run files ({type(e).__name__}: {e})")
-        state = status.get("status", "damaged")
-        if status.get("host", HOST) != HOST:
-            cut_off = time.time() - float(status.get("updated", 0.0)) > REMOTE_STALE_S
+            return self._read(run_id, path)
+        except FileNotFoundError:
+            if not path.is_dir():
+                raise
+            return _damaged(run_id, path, "its config.json or status.json is missing")
+        except Exception as e:  # noqa: BLE001 - any content at all may be on the disk
+            return _damaged(run_id, path, f"unreadable run files ({type(e).__name__}: {str(e)[:200]})")
+
+    def _read(self, run_id: str, path: Path) -> RunInfo:
+        config = json.loads((path / "config.json").read_text())
+        status = json.loads((path / "status.json").read_text())
+        if not isinstance(config, dict) or not isinstance(status, dict):
+            return _damaged(run_id, path, "config.json and status.json must each hold a JSON object")
+        state = status.get("status")
+        if state not in STATUSES:
+            return _damaged(run_id, path, f"unknown status {str(state)[:40]!r} in status.json")
+        created = float(status.get("created", 0.0))
+        if not math.isfinite(created):
+            created = 0.0
+        if str(status.get("host", HOST)) != HOST:
+            updated = status.get("updated", 0.0)
+            cut_off = time.time() - (float(updated) if isinstance(updated, (int, float)) else 0.0) > REMOTE_STALE_S
         else:
-            cut_off = not _pid_alive(int(status.get("pid", -1)))
+            cut_off = not writer_alive(path)
         if state in ACTIVE and cut_off:
             # Its process died without writing a final status: a running run was cut off, and a queued
             # one (the dashboard queues runs in memory) will never start now.
             state = "interrupted"
-        return RunInfo(run_id, path, state, config=config, summary=status, layout=status.get("layout"),
-                       created=float(status.get("created", 0.0)), error=status.get("error", ""))
+        layout = status.get("layout")
+        error = status.get("error", "")
+        return RunInfo(run_id, path, state, config=config, summary=status,
+                       layout=layout if isinstance(layout, dict) else None, created=created,
+                       error=error if isinstance(error, str) else str(error))
 
     def read_metrics(self, run_id: str) -> list[dict]:
         """Every complete record; a torn or corrupt line (a killed writer) is skipped."""

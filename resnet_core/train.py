@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from .config import RunConfig, TrainConfig
 from .data import BatchLoader, Dataset, iter_test_batches, load_dataset
 from .distributed import DistContext, inject_failure, injected_failure_step
+from . import memory
 from .models import CifarResNet, build_model, count_params
 from .probes import feature_maps, probe_layout, probes
 
@@ -120,6 +121,8 @@ def train(cfg: RunConfig, on_event: OnEvent | None = None, stop: threading.Event
     stop = stop or threading.Event()
     tc = cfg.train
     device = dist.device if dist is not None else resolve_device(tc.device)
+    if model is None:  # before the data set and the model are allocated: refused with one line
+        memory.check_training(cfg, str(device))
     ds = dataset if dataset is not None else load_dataset(cfg.data)
     if cfg.model.num_classes != len(ds.classes):
         raise ValueError(f"the model has {cfg.model.num_classes} classes but the data set has {len(ds.classes)}")

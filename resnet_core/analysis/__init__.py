@@ -21,7 +21,9 @@ from pathlib import Path
 
 import torch
 
-from ..config import ConfigError, DataConfig
+import dataclasses
+
+from ..config import ConfigError, DataConfig, ModelConfig
 from .base import (Analysis, AnalysisContext, AnalysisError, Cancelled, ModelSource, PeakMemory, cache_path,
                    forward_rate, merge_settings, read_cache, write_cache)
 
@@ -71,6 +73,46 @@ def _context(analysis: Analysis, source: ModelSource, data, device, runs_dir, pr
     return AnalysisContext(source, data, dev, Path(runs_dir) if runs_dir is not None else None, progress, cancel)
 
 
+# Analyses that take gradients hold a training step's activations; the others run without autograd.
+BACKWARD = ("gradient-flow", "shattering", "paths")
+
+
+def check_memory(analysis: Analysis, ctx: AnalysisContext, settings: dict) -> None:
+    """Refuses, before any model is built, an analysis whose nets (the source's, and every depth of a
+    sweep) would not fit the memory budget at the analysis's batch size."""
+    from .. import memory
+
+    source = ctx.source
+    if source.config is not None:
+        cfg = source.config
+    elif source.run_id is not None:
+        try:
+            cfg = ModelConfig.from_dict(ctx.run_info().config["model"])
+        except (ConfigError, KeyError, TypeError):
+            return  # reported, with its reason, where the analysis reads it
+    else:
+        cfg = ctx.trained().model_cfg  # the loader checked the file's architecture and its memory
+        if cfg is None:
+            return
+    size = ctx.data_config.image_size if ctx.data_config is not None else 32
+    cfgs = [cfg]
+    for d in settings.get("depths") or []:
+        try:
+            cfgs.append(dataclasses.replace(cfg, depth=int(d)))
+        except (ConfigError, TypeError, ValueError):
+            continue  # an invalid depth is refused by the analysis's own check
+    batch = settings.get("batch_size")
+    batch = batch if isinstance(batch, int) and not isinstance(batch, bool) and batch > 0 else 32
+    for c in cfgs:
+        est = memory.estimate(c, size)
+        needed = est.training_bytes(batch) if analysis.name in BACKWARD else est.inference_bytes(batch)
+        try:
+            memory.check(needed, f"the {analysis.title} analysis of {c.name} at batch {batch}", str(ctx.device),
+                         "use a smaller batch, fewer or shallower depths, or a smaller model")
+        except memory.MemoryBudgetError as e:
+            raise AnalysisError(str(e)) from None
+
+
 def run_analysis(name: str, source: ModelSource, *, data: DataConfig | None = None, settings: dict | None = None,
                  device="cpu", runs_dir=None, progress: Callable[[float, str], None] | None = None,
                  cancel: threading.Event | None = None, use_cache: bool = True) -> dict:
@@ -84,6 +126,7 @@ def run_analysis(name: str, source: ModelSource, *, data: DataConfig | None = No
     merged = merge_settings(analysis, settings)
     ctx = _context(analysis, source, data, device, runs_dir, progress, cancel)
     try:
+        check_memory(analysis, ctx, merged)
         path = cache_path(ctx, name, merged)
         if use_cache:
             cached = read_cache(path)
@@ -115,7 +158,7 @@ def run_analysis(name: str, source: ModelSource, *, data: DataConfig | None = No
 
 
 def estimate_cost(name: str, source: ModelSource, settings: dict | None = None,
-                  data: DataConfig | None = None, device="cpu") -> dict:
+                  data: DataConfig | None = None, device="cpu", runs_dir=None) -> dict:
     """{"seconds": float, "detail": "441 grid points x 500 images x 1 forward"}: the analysis's forward-pass
     multiply-adds over this device's measured ResNet-20 forward rate (a backward counts as two forwards)."""
     from ..checkpoints import CheckpointError
@@ -123,7 +166,7 @@ def estimate_cost(name: str, source: ModelSource, settings: dict | None = None,
 
     analysis = get_analysis(name)
     merged = merge_settings(analysis, settings)
-    ctx = _context(analysis, source, data, device, None, None, None)
+    ctx = _context(analysis, source, data, device, runs_dir, None, None)
     if analysis.cost is None:
         return {"seconds": 0.0, "detail": "a moment"}
     try:

@@ -366,11 +366,10 @@ def forward_rate(device: torch.device) -> float:
 
 @functools.lru_cache(maxsize=64)
 def macs_of(cfg: ModelConfig, image_size: int = 32) -> int:
-    """Multiply-adds of one forward pass of one image."""
-    from ..models import build_model, count_macs
+    """Multiply-adds of one forward pass of one image, counted from the config (no model is built)."""
+    from ..memory import estimate
 
-    with torch.random.fork_rng(devices=[]):
-        return count_macs(build_model(cfg), (image_size, image_size))
+    return estimate(cfg, image_size).macs
 
 
 # ----------------------------------------------------------------------------------------------------

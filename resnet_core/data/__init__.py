@@ -16,7 +16,7 @@ from ..config import DataConfig
 from ..data_consts import CIFAR10_CLASSES
 from .cifar import CIFAR10_DIRNAME, CIFAR10_URL, load_cifar10
 from .dataset import DataError, Dataset, resize_dataset
-from .folder import IMAGE_SUFFIXES, load_folder
+from .folder import IMAGE_SUFFIXES, folder_classes, load_folder
 from .loader import PAD, BatchLoader, iter_test_batches, normalize
 from .shapes import SHAPE_CLASSES, load_shapes, make_shapes, synthetic_test_seed
 

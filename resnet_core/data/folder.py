@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..images import FORMATS
 from .dataset import DataError, Dataset, _make_dataset
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
@@ -32,7 +33,9 @@ def _load_image(path: Path, size: int) -> np.ndarray | None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
+            # The uploads' decoder allow-list (resnet_core/images.py): a file named .png cannot reach
+            # a rarely used PIL plugin.
+            with Image.open(path, formats=FORMATS) as im:
                 if im.width * im.height > max_pixels:
                     return None
                 # JPEG: decode at a reduced scale that is still at least `size`, far faster for photos.
@@ -49,6 +52,20 @@ def _load_image(path: Path, size: int) -> np.ndarray | None:
         # OSError covers UnidentifiedImageError and truncated files; SyntaxError is what some PIL
         # plugins raise on a malformed header.
         return None
+
+
+def folder_classes(root: str | Path) -> list[str]:
+    """The class names a folder data set will have: its sub-folders holding at least one image file (by
+    name; an unreadable image is found out only when the set is loaded). Cheap: no image is opened."""
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise DataError(f"image folder {root} does not exist; {_FOLDER_LAYOUT}")
+    out = []
+    for d in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        if any(p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+               for p in d.rglob("*")):
+            out.append(d.name)
+    return out
 
 
 def load_folder(root: str | Path, size: int = 32, test_fraction: float = 0.2, seed: int = 0,

@@ -77,7 +77,8 @@ def test_bad_upload_is_an_error_and_the_page_lives_on(runs_dir):
 @pytest.mark.skipif(not RESNET20.is_file(), reason=(
     "pins the community ResNet-20 checkpoint through the page's path box, kept in ../shared/weights beside "
     "the checkout for the team's tests only; absent here"))
-def test_upload_with_community_checkpoint_shows_maps(runs_dir):
+def test_upload_with_community_checkpoint_shows_maps(runs_dir, monkeypatch):
+    monkeypatch.setenv("RESNET_LAB_DATA_ROOTS", str(RESNET20.parent))  # the server's data folders allow it
     at = AppTest.from_file(PAGE, default_timeout=120).run()
     at.file_uploader(key="attr_uploads").set_value(("photo.png", _png(), "image/png"))
     at.text_input(key="attr_ckpt_path").set_value(str(RESNET20))

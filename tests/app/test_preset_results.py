@@ -17,10 +17,14 @@ TRAIN, COMPARE = str(ROOT / "pages" / "train.py"), str(ROOT / "pages" / "compare
 DEGRADED = {("plain", 20): 0.20, ("plain", 56): 0.80, ("resnet", 20): 0.12, ("resnet", 56): 0.08}
 
 
+OPEN_WRITERS: list = []
+
+
 def write_group(runs_dir: Path, key: str, final_error, steps: int = 40, status: str = "finished",
                 unfinished: int = 0) -> tuple[str, list[str]]:
     """A preset group at quick scale whose training accuracy climbs linearly to 1 - final_error(cfg);
-    the last ``unfinished`` runs are left "running" by this process (so still active)."""
+    the last ``unfinished`` runs are left "running" by this process (so still active: their writers
+    stay open until the ``store_dir`` fixture ends)."""
     group = core.new_group_id(key, "quick")
     store = RunStore(runs_dir)
     ids = []
@@ -35,7 +39,9 @@ def write_group(runs_dir: Path, key: str, final_error, steps: int = 40, status: 
         writer({"type": "eval", "step": steps, "test_loss": 1.0, "test_acc": 1 - err})
         if n < len(cfgs) - unfinished:
             writer.set_status(status, steps=steps)
-        writer.close()
+            writer.close()
+        else:
+            OPEN_WRITERS.append(writer)  # its writer's lock held: the run is alive until the test ends
         ids.append(writer.run_id)
     return group, ids
 
@@ -48,7 +54,9 @@ def fig6_error(cfg) -> float:
 def store_dir(tmp_path, monkeypatch):
     d = tmp_path / "runs"
     monkeypatch.setenv("RESNET_LAB_RUNS", str(d))
-    return d
+    yield d
+    while OPEN_WRITERS:
+        OPEN_WRITERS.pop().close()
 
 
 def _texts(elements) -> list[str]:

@@ -125,10 +125,11 @@ def test_twin_trains_plain_and_residual_with_one_seed_side_by_side(runs_dir):
     assert len(heatmaps) == 2
 
 
-def test_a_missing_folder_is_refused_before_it_can_fail(runs_dir):
+def test_a_missing_folder_is_refused_before_it_can_fail(runs_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("RESNET_LAB_DATA_ROOTS", str(tmp_path))  # inside the data folders, but missing
     at = tiny_page()
     at.selectbox(key="data_name").set_value("folder").run()
-    at.text_input(key="data_path").input("/nonexistent/images").run()
+    at.text_input(key="data_path").input(str(tmp_path / "nonexistent" / "images")).run()
     assert any("no folder" in e.value for e in at.sidebar.error)
     assert at.button(key="start").disabled
 

@@ -64,7 +64,9 @@ def app_server(tmp_path_factory) -> AppServer:
     url = f"http://127.0.0.1:{port}"
     ARTIFACTS.mkdir(exist_ok=True)
     log = ARTIFACTS / f"e2e-streamlit-server-{port}.log"
-    env = {**os.environ, "RESNET_LAB_RUNS": str(runs_dir)}
+    # The community checkpoints in ../shared/weights are one of this server's data folders.
+    env = {**os.environ, "RESNET_LAB_RUNS": str(runs_dir),
+           "RESNET_LAB_DATA_ROOTS": os.pathsep.join(["data", str(runs_dir), str(ROOT.parent / "shared" / "weights")])}
     with open(log, "w") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.port", str(port),

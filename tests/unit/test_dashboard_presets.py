@@ -10,6 +10,9 @@ from resnet_core.config import RunConfig
 from resnet_core.runs import RunStore
 
 
+_OPEN: list = []   # writers of runs that stay "running" for the rest of the session
+
+
 def _group(tmp_path, statuses, key="preact"):
     group = core.new_group_id(key, "quick")
     store = RunStore(tmp_path / "runs")
@@ -18,7 +21,10 @@ def _group(tmp_path, statuses, key="preact"):
         for step in (1, 2, 3, 4):
             w({"type": "step", "step": step, "train_loss": 1.0, "train_acc": 0.5 if cfg.model.preact else 0.6})
         w.set_status(status)
-        w.close()
+        if status != "running":
+            w.close()
+        else:  # a running one keeps its writer (and its lock) open: still active
+            _OPEN.append(w)
     return group, store
 
 

@@ -71,6 +71,7 @@ def test_damaged_and_interrupted_runs_are_listed_not_crashing(tmp_path):
     status = json.loads((dead.path / "status.json").read_text())
     status.update(status="running", pid=2 ** 22 + 12345)  # no such process
     (dead.path / "status.json").write_text(json.dumps(status))
+    dead.close()  # its writer's lock is gone, as when its process dies
     (tmp_path / "stray-file.txt").write_text("not a run")
     by_id = {r.run_id: r for r in store.list()}
     assert by_id[good.run_id].status == "finished"
