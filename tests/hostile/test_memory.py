@@ -51,7 +51,7 @@ def test_activation_estimate_bounds_what_autograd_saves(cfg):
     assert 0.5 * est <= per_image <= est  # an upper bound, and not a wild one
 
 
-def test_the_sidebar_caption_does_not_build_a_model(monkeypatch):
+def test_the_sidebar_caption_does_not_build_a_model(monkeypatch, calibrated):
     import resnet_core.models as models
 
     def refuse(cfg):
@@ -60,7 +60,7 @@ def test_the_sidebar_caption_does_not_build_a_model(monkeypatch):
     monkeypatch.setattr(models, "build_model", refuse)
     cfg = RunConfig(model=ModelConfig(depth=218, width=8), data=DataConfig(image_size=64),
                     train=TrainConfig(steps=10, batch_size=512))
-    assert presets.expected_duration([cfg], "cpu").startswith("about")
+    assert presets.expected_duration([cfg], "cpu").startswith("estimated about")
 
 
 def test_training_beyond_the_budget_is_refused_before_any_allocation(monkeypatch):
