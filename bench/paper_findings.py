@@ -52,7 +52,11 @@ def main() -> int:
         runs_dir = a.runs_dir or tmp
         for key in keys:
             per_seed = reproduce_configs(key, a.scale, seeds=1, device=a.device, steps=a.steps)
-            estimate = estimate_seconds(per_seed, a.device)
+            estimate = estimate_seconds(per_seed, a.device, parallel=a.parallel)
+            if estimate is None:   # this machine not measured yet: measure it now, as the dashboard would
+                from resnet_core.costmodel import calibrate
+                calibrate(a.device)
+                estimate = estimate_seconds(per_seed, a.device, parallel=a.parallel)
             t_cpu = time.process_time()
             res = reproduce(key, a.scale, seeds=a.seeds, device=a.device, runs_dir=runs_dir, out=a.out,
                             steps=a.steps, parallel=a.parallel, first_seed=a.first_seed)
