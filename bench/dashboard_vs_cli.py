@@ -79,9 +79,11 @@ def cli_start(cfg_json: Path, runs: Path, env: dict) -> dict:
         raise SystemExit(f"CLI train failed: {out.stderr[-2000:]}")
     store = RunStore(runs)
     (info,) = store.list()
-    evals = [r for r in store.read_metrics(info.run_id) if r["type"] == "eval"]
+    records = store.read_metrics(info.run_id)
+    t_of_step = {r["step"]: r.get("t") for r in records if r["type"] == "step"}
+    first80 = next((r["step"] for r in records if r["type"] == "eval" and r.get("test_acc", 0) >= 0.8), None)
     return {"wall_s": wall, "train_s": info.summary.get("seconds"), "test_acc": info.summary.get("test_acc"),
-            "first_80_t": next((r.get("t") for r in evals if r.get("test_acc", 0) >= 0.8), None)}
+            "first_80_t": t_of_step.get(first80)}
 
 
 def cli_preset(runs: Path, env: dict) -> dict:

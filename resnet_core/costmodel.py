@@ -131,7 +131,7 @@ def calibration_configs(device: str = "cpu") -> list[RunConfig]:
     return [start] + [c for c in fig6 if c.model.residual] + [c for c in fig6 if not c.model.residual][:1]
 
 
-def time_steps(cfg: RunConfig, threads: int, steps: int = 6, warmup: int = 2) -> tuple[float, float]:
+def time_steps(cfg: RunConfig, threads: int, steps: int = 8, warmup: int = 2) -> tuple[float, float]:
     """(seconds per training step, seconds before the first step) of ``cfg`` on ``threads`` threads,
     through the trainer itself (probes and logging as the config sets them; no evaluation)."""
     import torch
@@ -140,7 +140,7 @@ def time_steps(cfg: RunConfig, threads: int, steps: int = 6, warmup: int = 2) ->
     from .train import train
 
     every = max(1, cfg.train.log_every)   # the trainer reports (and probes) steps 1, 1 + every, ...
-    total = 1 + every * max(3, math.ceil((warmup + steps) / every))
+    total = 1 + every * max(6, math.ceil((warmup + steps) / every))
     data = dataclasses.replace(cfg.data, n_train=max(cfg.data.n_train // 10, 2 * cfg.train.batch_size, 10),
                                n_test=16)
     run = dataclasses.replace(cfg, data=data, train=dataclasses.replace(
@@ -160,10 +160,12 @@ def time_steps(cfg: RunConfig, threads: int, steps: int = 6, warmup: int = 2) ->
         train(run, on_event, dataset=ds)
     finally:
         torch.set_num_threads(before)
-    logged = sorted(times)
-    first = next(k for k in logged if k > warmup)   # the first steps pay one-off costs
-    last = logged[-1]
-    per_step = (times[last] - times[first]) / (last - first)
+    logged = [k for k in sorted(times)]
+    kept = [k for k in logged if k > warmup]   # the first steps pay one-off costs
+    # The median over the windows between logged steps: a moment of other work on the machine moves
+    # one window, not the figure.
+    rates = sorted((times[b] - times[a]) / (b - a) for a, b in zip(kept, kept[1:]))
+    per_step = rates[len(rates) // 2]
     return per_step, max(0.0, times[logged[0]] - t0 - logged[0] * per_step)
 
 
