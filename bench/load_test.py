@@ -153,25 +153,25 @@ class Session:
         self.tracebacks = 0
         self.note = ""
 
-    async def settled(self, page, t0: float | None = None, timeout: float = TIMEOUT_MS) -> None:
+    async def settled(self, page, t0: float | None = None, timeout: float = TIMEOUT_MS, kind: str = "input") -> None:
         """Until the script run after a navigation or an interaction has finished; times it from ``t0``."""
         await page.wait_for_timeout(250)  # widgets debounce before the rerun starts
         await page.locator("[data-testid='stApp'][data-test-script-state='notRunning']").wait_for(
             state="attached", timeout=timeout)
         if t0 is not None:
-            self.timings.append(time.perf_counter() - t0)
+            self.timings.append((kind, time.perf_counter() - t0))
         self.tracebacks += await page.locator("[data-testid='stException']").count()
 
     async def goto(self, page, path: str = "") -> None:
         t0 = time.perf_counter()
         await page.goto(f"{self.url}/{path}?token={self.token}")
         await page.locator("[data-testid='stAppViewContainer']").wait_for(state="attached", timeout=TIMEOUT_MS)
-        await self.settled(page, t0)
+        await self.settled(page, t0, kind="first load, signed in by the link")
 
     async def nav(self, page, name: str) -> None:
         t0 = time.perf_counter()
         await page.get_by_role("link", name=name).click()
-        await self.settled(page, t0)
+        await self.settled(page, t0, kind=f"to {name}")
 
     async def number(self, page, label: str, value: int) -> None:
         """Sets a number input and checks that the server kept it: on a loaded machine a rerun of the
@@ -205,7 +205,7 @@ class Session:
         t0 = time.perf_counter()
         await page.locator("[data-testid='stFileUploader'] input[type=file]").nth(index).set_input_files(
             {"name": name, "mimeType": mime, "buffer": data})
-        await self.settled(page, t0)
+        await self.settled(page, t0, kind="upload")
 
     async def refused_after(self, page, action, text: str, tries: int = 3) -> bool:
         """Does ``action`` until ``text`` (the refusal) shows, at most ``tries`` times (an input lost to a
@@ -236,7 +236,7 @@ class Session:
             await self.number(page, "Steps", self.steps)
             t0 = time.perf_counter()
             await page.get_by_role("button", name="Start", exact=True).click()
-            await self.settled(page, t0)
+            await self.settled(page, t0, kind="Start")
             # The live panel shows the new run's progress bar: the run was queued.
             await page.locator("[data-testid='stProgress']").first.wait_for(timeout=TIMEOUT_MS)
             await self.hostile(page, HOSTILE[self.i % len(HOSTILE)], before_upload=True)
@@ -259,7 +259,7 @@ class Session:
                 other = await ctx.new_page()
                 t0 = time.perf_counter()
                 await other.goto(f"{self.url}/?token=not-the-token")
-                await self.settled(other, t0)
+                await self.settled(other, t0, kind="first load, wrong token")
                 self.refused = (await self.shows(other, "not this server's")
                                 and await other.get_by_role("button", name="Start", exact=True).count() == 0)
                 await ctx.close()
@@ -365,7 +365,10 @@ def main() -> int:
         print(f"  run {i.run_id}: {i.status}, last step {last}" + (f" ({i.error[:120]})" if i.error else ""))
     refused = [s for s in sessions if s.refused]
     tracebacks = sum(s.tracebacks for s in sessions)
-    timings.sort()
+    by_kind: dict[str, list[float]] = {}
+    for kind, sec in timings:
+        by_kind.setdefault(kind, []).append(sec)
+    timings = sorted(sec for _, sec in timings)
     p95 = timings[min(len(timings) - 1, int(round(0.95 * (len(timings) - 1))))] if timings else float("nan")
     print(f"machine: {os.cpu_count()} CPU cores, {a.sessions} sessions in one Chromium, one server with a token, "
           f"{a.steps}-step ResNet-8 runs; {time.perf_counter() - t_start:.0f} s in all")
@@ -378,6 +381,8 @@ def main() -> int:
     print(f"tracebacks on any page: {tracebacks}; server up at the end: {up}")
     print(f"server peak memory (process and children, RSS): {peak / 2**20:.0f} MB")
     print(f"page renders: {len(timings)}, p50 {statistics.median(timings):.2f} s, p95 {p95:.2f} s")
+    for kind, secs in sorted(by_kind.items(), key=lambda kv: -statistics.median(kv[1])):
+        print(f"  {kind}: {len(secs)}, median {statistics.median(secs):.2f} s, max {max(secs):.2f} s")
     ok = (len(ended) == len(infos) == a.sessions and complete == a.sessions and len(refused) == len(sessions)
           and tracebacks == 0 and up and not any(s.note for s in sessions))
     print(json.dumps({"runs_started": len(infos), "runs_ended": len(ended), "runs_complete": complete,
