@@ -47,13 +47,6 @@ def read_regular(path: str | Path, max_bytes: int, what: str = "file") -> bytes:
     return data
 
 
-def is_regular(path: str | Path) -> bool:
-    try:
-        return stat.S_ISREG(os.stat(path).st_mode)
-    except OSError:
-        return False
-
-
 ROOTS_ENV = "RESNET_LAB_DATA_ROOTS"
 
 

@@ -179,11 +179,19 @@ def run_saved(a, on_event=None) -> int:
         # Only rank 0 checks the run's status: by the time another rank looks, rank 0 may already
         # have reopened it as running. The checkpoint cannot change before every rank has read it
         # (the next one comes after a step all ranks take).
-        from .checkpoints import load_train_state
-        ckpt = store.checkpoint_path(run_id)
-        if ckpt is None:
-            raise ValueError(f"run {run_id} has no checkpoint to resume from")
-        state = load_train_state(ckpt)
+        # The same choice as rank 0's plan_resume: the newest intact checkpoint.
+        from .checkpoints import CheckpointError, load_train_state
+        from .resume import checkpoint_candidates
+
+        state = None
+        for ckpt in checkpoint_candidates(store.root / run_id):
+            try:
+                state = load_train_state(ckpt)
+                break
+            except CheckpointError:
+                continue
+        if state is None:
+            raise ValueError(f"run {run_id} has no intact checkpoint to resume from")
         plan = ResumePlan(store, run_id, RunConfig.from_dict(state["config"]), state)
     return run_training(plan.config, load_dataset(plan.config.data), a.runs_dir, on_event, plan=plan,
                         sync_bn=a.sync_bn)

@@ -406,7 +406,9 @@ def write_cache(path: Path | None, result: dict) -> None:
     if path is None:
         return
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        # Not parents=True: a run deleted while its analysis computed stays deleted (recreating its
+        # folder would bring it back as a damaged run).
+        path.parent.mkdir(exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         tmp.write_text(json.dumps(result))
         os.replace(tmp, path)

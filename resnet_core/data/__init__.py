@@ -22,7 +22,8 @@ from .shapes import SHAPE_CLASSES, load_shapes, make_shapes, synthetic_test_seed
 
 __all__ = [
     "SHAPE_CLASSES", "CIFAR10_CLASSES", "CIFAR10_URL", "CIFAR10_DIRNAME", "IMAGE_SUFFIXES", "PAD", "DataError",
-    "Dataset", "make_shapes", "load_dataset", "load_shapes", "load_cifar10", "load_folder", "normalize",
+    "Dataset", "make_shapes", "load_dataset", "load_shapes", "load_cifar10", "load_folder", "folder_classes",
+    "normalize",
     "BatchLoader", "iter_test_batches", "synthetic_test_seed", "resize_dataset",
 ]
 

@@ -1,4 +1,4 @@
-"""Helpers of the hostile suite: what a careless or hostile user of a shared server can do, each case
+"""Shared pieces of the hostile suite: what a careless or hostile user of a shared server can do, each case
 tiny, and anything that could allocate much run in a child process under a memory limit."""
 from __future__ import annotations
 

@@ -191,3 +191,15 @@ def test_a_full_disk_fails_the_run_with_a_clear_message(tmp_path, monkeypatch):
     assert info.status == "failed" and "not enough free disk for a checkpoint" in info.error
     assert "\n" not in info.error
     assert [r["step"] for r in store.read_metrics(w.run_id) if r["type"] == "step"] == [1, 2]
+
+
+def test_an_analysis_ending_after_its_run_was_deleted_does_not_bring_it_back(tmp_path):
+    from resnet_core.analysis.base import write_cache
+
+    store = RunStore(tmp_path)
+    w = store.create(tiny())
+    w.close()
+    path = w.path / "analysis" / "lesion-0123.json"
+    store.delete(w.run_id)
+    write_cache(path, {"analysis": "lesion"})
+    assert not w.path.exists() and store.list() == []
