@@ -115,7 +115,9 @@ def line_gradient_figure(series: dict[str, Sequence[float]]) -> go.Figure:
                  "position on the line (0: first image, 1: second)", "gradient (standardised)")
 
 
-def autocorrelation_figure(series: dict[str, tuple[Sequence[float], Sequence[float]]]) -> go.Figure:
+def autocorrelation_figure(series: dict[str, tuple[Sequence[float], Sequence[float]]],
+                           title: str = "Autocorrelation of each pixel's gradient along the line (mean over pixels)"
+                           ) -> go.Figure:
     """Autocorrelation of the gradient along the line against lag: white noise drops to 0 at lag 1."""
     fig = go.Figure()
     colors = _colors(series)
@@ -123,8 +125,24 @@ def autocorrelation_figure(series: dict[str, tuple[Sequence[float], Sequence[flo
         fig.add_scatter(x=_floats(lags), y=_floats(corr), mode="lines+markers", name=label,
                         line=dict(color=colors[label], dash=_dash(label)), marker=dict(size=4))
     fig.add_hline(y=0.0, line=dict(color="gray", dash="dot", width=1))
-    fig = _base(fig, "Autocorrelation of the gradient along the line", "lag (inputs apart)", "correlation")
+    fig = _base(fig, title, "lag (inputs apart)", "correlation")
     fig.update_yaxes(range=[-1.02, 1.02])
+    return fig
+
+
+def power_spectrum_figure(series: dict[str, tuple[Sequence[float], Sequence[float], float | None]]) -> go.Figure:
+    """Mean power of the pixels' gradient series along the line by frequency, log-log, each with its fitted
+    slope in the legend: flat (0) for white noise, falling as 1/f² (-2) for brown noise."""
+    fig = go.Figure()
+    colors = _colors(series)
+    for label, (freq, power, slope) in series.items():
+        name = f"{label} (slope {slope:.2f})" if slope is not None and math.isfinite(slope) else label
+        fig.add_scatter(x=_positive(freq), y=_positive(power), mode="lines", name=name,
+                        line=dict(color=colors[label], dash=_dash(label)))
+    fig = _base(fig, "Power spectrum of the gradient along the line", "frequency (cycles per input step)",
+                "share of the power")
+    fig.update_xaxes(type="log")
+    fig.update_yaxes(type="log")
     return fig
 
 

@@ -291,12 +291,23 @@ def shattering(name: str) -> None:
                     key = f"{key} ({request_label})"
                 curves[key] = m
         figs = {"Gradient along the line": charts.line_gradient_figure({k: m["trace"] for k, m in curves.items()}),
-                "Autocorrelation": charts.autocorrelation_figure(
-                    {k: (list(range(len(m["autocorrelation"]))), m["autocorrelation"]) for k, m in curves.items()})}
+                "Autocorrelation along the line": charts.autocorrelation_figure(
+                    {k: (list(range(len(m["autocorrelation_along_line"]))), m["autocorrelation_along_line"])
+                     for k, m in curves.items()}),
+                "Power spectrum": charts.power_spectrum_figure(
+                    {k: (m["spectrum_frequency"], m["power_spectrum"], m["spectrum_slope"]) for k, m in curves.items()}),
+                "Correlation across pixels": charts.autocorrelation_figure(
+                    {k: (list(range(len(m["cross_pixel_correlation"]))), m["cross_pixel_correlation"])
+                     for k, m in curves.items()},
+                    title="Correlation across pixels of whole gradient maps k inputs apart (a second view)")}
         show(figs, name, {"Gradient along the line": "One pixel's gradient (the centre pixel, first colour "
-                                                     "channel) at each input on the line, scaled to unit spread."})
-        st.caption("Correlation of neighbouring inputs' gradients (1: smooth, 0: white noise): " + " · ".join(
-            f"{k} {m['neighbour_correlation']:.3f}" for k, m in curves.items()))
+                                                     "channel) at each input on the line, scaled to unit spread.",
+                          "Autocorrelation along the line": "The paper's statistic: each pixel's gradient as a "
+                          "series along the line, centred, its autocorrelation by lag, averaged over pixels.",
+                          "Correlation across pixels": "Not the paper's statistic: the Pearson correlation over "
+                          "pixels between the gradient maps of two inputs k steps apart."})
+        st.caption("Autocorrelation at lag 1 along the line (1: smooth, 0: white noise): " + " · ".join(
+            f"{k} {m['line_neighbour_correlation']:.3f}" for k, m in curves.items()))
         return figs
 
     run_panel(name, requests, draw, None if requests else "Pick a depth or a trained run.")

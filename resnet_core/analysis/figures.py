@@ -37,9 +37,17 @@ def panels(r: dict) -> list[dict]:
             out.insert(2, _line("‖∂L/∂x_0‖ / ‖∂L/∂x_L‖ against depth", "depth", "ratio", series, logx=True, logy=True))
         return out
     if name == "shattering":
-        return [_line("autocorrelation of the input-gradient along the line", "lag", "correlation",
-                      [{"name": f"{m['model']} {m['label']}", "x": list(range(len(m["autocorrelation"]))),
-                        "y": m["autocorrelation"]} for m in r["models"]]),
+        return [_line("autocorrelation of each pixel's gradient along the line (mean over pixels)", "lag",
+                      "autocorrelation",
+                      [{"name": f"{m['model']} {m['label']}", "x": list(range(len(m["autocorrelation_along_line"]))),
+                        "y": m["autocorrelation_along_line"]} for m in r["models"]]),
+                _line("power spectrum of the gradient along the line", "frequency", "share of the power",
+                      [{"name": f"{m['model']} {m['label']} (slope {m['spectrum_slope']:.2f})",
+                        "x": m["spectrum_frequency"], "y": m["power_spectrum"]} for m in r["models"]],
+                      logx=True, logy=True),
+                _line("correlation across pixels of gradient maps k apart (second view)", "lag", "correlation",
+                      [{"name": f"{m['model']} {m['label']}", "x": list(range(len(m["cross_pixel_correlation"]))),
+                        "y": m["cross_pixel_correlation"]} for m in r["models"]]),
                 _line("gradient of one pixel along the line", "t", "∂f/∂x",
                       [{"name": f"{m['model']} {m['label']}", "x": r["t"], "y": m["trace"]} for m in r["models"]])]
     if name == "paths":
