@@ -150,7 +150,8 @@ def power_spectrum_figure(series: dict[str, tuple[Sequence[float], Sequence[floa
 
 def paths_figure(distribution: Sequence[float], gradient_by_length: Sequence[float] | None = None,
                  lengths: Sequence[int] | None = None, paths_range: Sequence[int] | None = None,
-                 gradient_range: Sequence[int] | None = None) -> go.Figure:
+                 gradient_range: Sequence[int] | None = None,
+                 energy_share: Sequence[float] | None = None, full_norm: float | None = None) -> go.Figure:
     """Veit et al.'s Fig. 6: how many paths have each length, how much gradient one path of that length
     carries, and their product: the total gradient each length delivers. ``lengths`` are the lengths
     ``gradient_by_length`` was measured at (default 0..n); the ranges are shaded: where 95% of the paths
@@ -158,8 +159,8 @@ def paths_figure(distribution: Sequence[float], gradient_by_length: Sequence[flo
     dist = _floats(distribution)
     all_lengths = list(range(len(dist)))
     measured = gradient_by_length is not None
-    titles = ["Share of paths by length"] + (["Gradient per path by length", "Total gradient by length"]
-                                             if measured else [])
+    third = "Share of ‖g‖² by length" if energy_share is not None else "Total gradient by length"
+    titles = ["Share of paths by length"] + (["Gradient per path by length", third] if measured else [])
     fig = make_subplots(rows=1, cols=len(titles), subplot_titles=titles, horizontal_spacing=0.09)
     fig.add_bar(x=all_lengths, y=dist, name="share of paths", marker_color=_color(0), row=1, col=1)
     fig.update_yaxes(title_text="share of the 2ⁿ paths", row=1, col=1)
@@ -172,11 +173,15 @@ def paths_figure(distribution: Sequence[float], gradient_by_length: Sequence[flo
         product = [dist[k] * g for k, g in zip(ks, grad)]
         total = sum(v for v in product if math.isfinite(v))
         product = [v / total for v in product] if total > 0 else product  # a share of the whole gradient
+        if energy_share is not None:
+            # C(n,k) E‖g_k‖² / ‖g‖²: squared norms add up because path gradients are nearly orthogonal
+            product = _floats(energy_share)
         fig.add_scatter(x=ks, y=_positive(grad), mode="lines+markers", name="gradient per path",
                         line=dict(color=_color(1)), marker=dict(size=4), row=1, col=2)
         fig.update_yaxes(type="log", title_text="gradient norm (log)", row=1, col=2)
         fig.add_bar(x=ks, y=product, name="total gradient", marker_color=_color(2), row=1, col=3)
-        fig.update_yaxes(title_text="share of the total gradient", row=1, col=3)
+        fig.update_yaxes(title_text=("C(n,k)·E‖g_k‖² / ‖g‖²" + (f" (‖g‖ = {full_norm:.3g})" if full_norm else "")
+                                     if energy_share is not None else "share of the total gradient"), row=1, col=3)
         if gradient_range:
             fig.add_vrect(x0=gradient_range[0] - 0.5, x1=gradient_range[1] + 0.5, fillcolor=_color(2),
                           opacity=0.1, line_width=0, row=1, col=3)

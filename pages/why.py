@@ -319,11 +319,16 @@ def paths(name: str) -> None:
     c1, c2 = st.columns([1, 3])
     mode = c1.radio("Paths of", ["a net at initialisation", "a trained run", "a community checkpoint"],
                     key="why_pa_mode")
-    c3, c4, c5 = st.columns(3)
+    c3, c4, c5, c6 = st.columns(4)
     measure = c3.checkbox("Measure the gradient per length (else exact counts only)", True, key="why_pa_measure")
-    draws = c4.number_input("Random draws per length", 1, 100, 4, key="why_pa_draws", disabled=not measure)
-    batch = c5.number_input("Images", 1, 256, 8, key="why_pa_batch", disabled=not measure)
-    settings = {"measure": bool(measure), "draws": int(draws), "batch_size": int(batch)}
+    paper = c3.checkbox("The paper's setting (1,000 draws per length)", False, key="why_pa_paper",
+                        disabled=not measure, help="Veit et al. average about 1,000 measurements per length over "
+                        "training batches; the default is what fits a 2-core CPU in a minute or so.")
+    draws = c4.number_input("Random draws per length", 1, 1000, 16, key="why_pa_draws", disabled=not measure or paper)
+    batches = c5.number_input("Random training batches", 1, 1000, 4, key="why_pa_batches", disabled=not measure)
+    batch = c6.number_input("Images per batch", 1, 256, 8, key="why_pa_batch", disabled=not measure)
+    settings = {"measure": bool(measure), "draws": 1000 if paper else int(draws), "batches": int(batches),
+                "batch_size": int(batch)}
     requests, problem = [], None
     if mode == "a net at initialisation":
         depth = c2.selectbox("Depth (n blocks = (depth - 2) / 2)", ALL_DEPTHS, index=ALL_DEPTHS.index(110),
@@ -352,13 +357,18 @@ def paths(name: str) -> None:
     def draw(results):
         (label, r), = results.items()
         figs = {"Paths": charts.paths_figure(r["length_distribution"], r.get("gradient_by_length"),
-                                             r.get("lengths"), r.get("paths_95_range"), r.get("gradient_90_range"))}
+                                             r.get("lengths"), r.get("paths_95_range"), r.get("gradient_90_range"),
+                                             r.get("gradient_energy_share_by_length"), r.get("full_gradient_norm"))}
         show(figs, name)
         lo, hi = r["paths_95_range"]
         text = f"{label}: {r['blocks']} blocks, 2^{r['blocks']} paths; 95% of them pass through {lo} to {hi} blocks."
         if r.get("gradient_90_range"):
             g_lo, g_hi = r["gradient_90_range"]
-            text += f" 90% of the gradient comes from paths of {g_lo} to {g_hi} blocks."
+            text += (f" 90% of the gradient's energy (‖g‖²) comes from paths of {g_lo} to {g_hi} blocks; the "
+                     f"shares add up to {r['gradient_energy_share_total']:.2f} (1 if path gradients were exactly "
+                     f"orthogonal). {r['draws']} draws per length over {r['batches']} batches of "
+                     f"{r['batch_size']} training images" + (" (the paper's 1,000)." if r["draws"] >= 1000 else
+                                                              "; the paper averages about 1,000."))
         st.caption(text)
         return figs
 
