@@ -313,40 +313,62 @@ def _shared_range(surfaces: dict[str, tuple[Any, Any, Any]]) -> tuple[float, flo
     return float(values.min()), float(values.max())
 
 
-def landscape_contour_figure(surfaces: dict[str, tuple[Sequence[float], Sequence[float], Any]]) -> go.Figure:
+# Li et al. 2018: raw-loss contours at 0.1, 0.6, ..., 9.6 (their plot_2D.py: vmin 0.1, vmax 10, vlevel 0.5)
+PAPER_LEVELS = dict(start=0.1, end=9.6, size=0.5)
+SCALES = ("paper", "log10")
+
+
+def _clipped_log(loss) -> np.ndarray:
+    """Li et al.'s surface height ln(min(loss, 10) + 0.1)."""
+    a = np.asarray(loss, dtype=float)
+    return np.log(np.minimum(np.where(np.isfinite(a), a, 10.0), 10.0) + 0.1)
+
+
+def landscape_contour_figure(surfaces: dict[str, tuple[Sequence[float], Sequence[float], Any]],
+                             scale: str = "paper") -> go.Figure:
     """Li et al. 2018: the loss around the trained weights along two filter-normalised directions, one
-    panel per model, all on ONE colour scale, so a plain net and its residual twin compare by colour."""
-    surfaces = {k: (xs, ys, _log_loss(loss)) for k, (xs, ys, loss) in surfaces.items()}
-    zmin, zmax = _shared_range(surfaces)
+    panel per model, all on ONE colour scale, so a plain net and its residual twin compare by colour.
+    ``scale="paper"``: raw-loss contours at the paper's levels 0.1 to 9.6 (step 0.5); ``"log10"``: log₁₀
+    loss contours on the range of the data."""
+    if scale == "log10":
+        surfaces = {k: (xs, ys, _log_loss(loss)) for k, (xs, ys, loss) in surfaces.items()}
+        zmin, zmax = _shared_range(surfaces)
+        contours, bar = dict(showlabels=True, labelfont=dict(size=9, color="white")), "log₁₀ loss"
+    else:
+        surfaces = {k: (xs, ys, np.asarray(loss, dtype=float)) for k, (xs, ys, loss) in surfaces.items()}
+        zmin, zmax = PAPER_LEVELS["start"], 10.0
+        contours, bar = dict(**PAPER_LEVELS, showlabels=True, labelfont=dict(size=9, color="white")), "loss"
     fig = make_subplots(rows=1, cols=max(len(surfaces), 1), subplot_titles=list(surfaces), horizontal_spacing=0.08)
     for i, (label, (xs, ys, loss)) in enumerate(surfaces.items()):
         fig.add_contour(x=_floats(xs), y=_floats(ys), z=np.asarray(loss, dtype=float).tolist(), zmin=zmin, zmax=zmax,
                         colorscale=LANDSCAPE_SCALE, showscale=i == 0, coloraxis=None, name=label,
-                        contours=dict(showlabels=True, labelfont=dict(size=9, color="white")),
-                        colorbar=dict(title="log₁₀ loss"), row=1, col=i + 1)
+                        autocontour=scale == "log10", contours=contours, colorbar=dict(title=bar), row=1, col=i + 1)
         fig.add_scatter(x=[0.0], y=[0.0], mode="markers", marker=dict(symbol="x", color="red", size=9),
                         name="trained weights", showlegend=i == 0, row=1, col=i + 1)
     fig.update_xaxes(title_text="direction 1 (filter-normalised)")
     fig.update_yaxes(title_text="direction 2")
-    fig.update_layout(**{**LAYOUT, "height": 420},
-                      title=dict(text="Loss landscape around the trained weights (one log colour scale)", x=0,
-                                 font=dict(size=14)))
+    title = ("Loss landscape around the trained weights (raw-loss contours at Li et al.'s levels 0.1 to 10)"
+             if scale != "log10" else "Loss landscape around the trained weights (one log colour scale)")
+    fig.update_layout(**{**LAYOUT, "height": 420}, title=dict(text=title, x=0, font=dict(size=14)))
     return fig
 
 
-def landscape_surface_figure(surfaces: dict[str, tuple[Sequence[float], Sequence[float], Any]]) -> go.Figure:
-    surfaces = {k: (xs, ys, _log_loss(loss)) for k, (xs, ys, loss) in surfaces.items()}
-    zmin, zmax = _shared_range(surfaces)
+def landscape_surface_figure(surfaces: dict[str, tuple[Sequence[float], Sequence[float], Any]],
+                             scale: str = "paper") -> go.Figure:
+    """The same as surfaces: ``scale="paper"`` draws Li et al.'s ln(min(loss, 10) + 0.1), ``"log10"`` log₁₀ loss."""
+    transform, ztitle = (_log_loss, "log₁₀ loss") if scale == "log10" else (_clipped_log, "ln(min(loss, 10) + 0.1)")
+    surfaces = {k: (xs, ys, transform(loss)) for k, (xs, ys, loss) in surfaces.items()}
+    zmin, zmax = _shared_range(surfaces) if scale == "log10" else (float(np.log(0.1)), float(np.log(10.1)))
     n = max(len(surfaces), 1)
     fig = make_subplots(rows=1, cols=n, specs=[[{"type": "surface"}] * n], subplot_titles=list(surfaces),
                         horizontal_spacing=0.02)
     for i, (label, (xs, ys, loss)) in enumerate(surfaces.items()):
         fig.add_surface(x=_floats(xs), y=_floats(ys), z=np.asarray(loss, dtype=float).tolist(), cmin=zmin,
                         cmax=zmax, colorscale=LANDSCAPE_SCALE, showscale=i == 0, name=label,
-                        colorbar=dict(title="log₁₀ loss"), row=1, col=i + 1)
-    scene = dict(xaxis_title="direction 1", yaxis_title="direction 2", zaxis_title="log₁₀ loss",
+                        colorbar=dict(title=ztitle), row=1, col=i + 1)
+    scene = dict(xaxis_title="direction 1", yaxis_title="direction 2", zaxis_title=ztitle,
                  zaxis=dict(range=[zmin, zmax]))
     fig.update_layout(**{f"scene{'' if i == 0 else i + 1}": scene for i in range(n)})
     fig.update_layout(**{**LAYOUT, "height": 480, "margin": dict(l=10, r=10, t=60, b=10)},
-                      title=dict(text="Loss landscape as a surface (log₁₀ loss, one scale)", x=0, font=dict(size=14)))
+                      title=dict(text=f"Loss landscape as a surface ({ztitle}, one scale)", x=0, font=dict(size=14)))
     return fig

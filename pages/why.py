@@ -22,46 +22,56 @@ CAPTIONS = {
     "gradient-flow": (
         "Training adjusts every layer by the gradient that reaches it from the loss, passed backwards "
         "through every layer above it. In a plain net that signal is multiplied by each layer's Jacobian in "
-        "turn, so after a hundred layers it has been multiplied a hundred times and has exploded or faded. "
-        "A residual block computes x + F(x): its Jacobian is 1 + J_F, and the \"+1\", the identity path, "
-        "hands the gradient on unchanged whatever F does (He et al. 2016). This runs one forward and one "
-        "backward pass at initialisation, no training needed. Look for: the plain nets' gradient norm "
-        "changing by orders of magnitude from the output to the input, and the residual nets' staying within "
-        "a small factor; the ratio of input to output gradient running away with depth for plain nets only; "
-        "and how little of the gradient passes through the branches."),
+        "turn: with BN at initialisation it grows by about 1.2x per layer towards the input (Yang et al. "
+        "2019). With identity shortcuts and nothing after the addition (pre-activation), "
+        "∂E/∂x_l = ∂E/∂x_L (1 + ∂ΣF/∂x_l) (He et al. 2016): the \"+1\" carries the gradient between any two "
+        "blocks, and the branches add to it. This runs one forward and one backward pass at initialisation. "
+        "Look for: the gradient per element (RMS; stages differ in size) growing towards the input for every "
+        "net, by orders of magnitude for deep plain nets and by a small factor for residual ones; the fitted "
+        "growth per layer within each stage; the \"+1\" view, where the pre-activation net passes the whole "
+        "gradient through every shortcut and the post-activation net's ReLU after the addition lets only a "
+        "share through; and the branch's energy share (its projection on the gradient; with the shortcut's "
+        "it adds to 1)."),
     "shattering": (
         "Balduzzi et al. 2017: walk in a straight line from one image to another and record, at each of the "
-        "inputs on the way, the gradient of one class score with respect to the input. In a deep plain net "
-        "that gradient jumps about like white noise from one input to the next (it is \"shattered\"): it "
-        "says nothing about the neighbourhood, so gradient descent has nothing to follow. A residual net's "
-        "stays a smooth curve. Look for: the plain curves' autocorrelation falling to zero at lag 1 and "
-        "the residual curves' staying high over many lags."),
+        "inputs on the way, the gradient of one class score with respect to the input. Each pixel's gradient "
+        "is then a signal along the line. In a deep plain net it behaves like white noise (it is "
+        "\"shattered\"): its autocorrelation is gone after one step and its power spectrum is flat, so it "
+        "says little about the neighbourhood. A residual net's behaves like brown noise: correlated over "
+        "many steps, its power falling with frequency. Look for: the plain curves' autocorrelation along the "
+        "line falling to zero at lag 1, the residual curves' staying high, and the spectrum slopes (0 white, "
+        "-2 brown). The correlation across pixels is a second view, not the paper's statistic."),
     "paths": (
         "Veit et al. 2016: unrolling x_{i+1} = x_i + F(x_i) over n blocks writes the output as a sum over "
         "2ⁿ paths, each passing through the branch of some blocks and the shortcut of the others. Path "
         "lengths follow a Binomial(n, 1/2): most paths are of medium length. Yet the gradient a path carries "
-        "shrinks fast with its length, so the gradient that trains the net comes mostly from short paths: a "
-        "deep ResNet behaves like an ensemble of fairly shallow nets. Look for: where the third panel "
-        "(share × gradient) peaks, far left of the first panel's peak."),
+        "shrinks fast with its length, so the gradient that trains the net comes mostly from short paths. "
+        "Look for: where the third panel (each length's share of ‖g‖², C(n,k)·E‖g_k‖²/‖g‖²) peaks, far left "
+        "of the first panel's peak. A few draws on small random training batches show the shape; the paper "
+        "averages about 1,000 draws per length."),
     "lesion": (
         "If a ResNet is an ensemble of paths, deleting one block removes only some of them, and the net "
         "should survive (Veit et al. 2016): the block is replaced by its shortcut. In a plain net every "
         "signal goes through every layer, so removing any layer is catastrophic. Look for: the residual "
         "net's error staying near its base line for most single deletions (downsampling blocks, ▲, hurt "
-        "more), the error rising smoothly, not abruptly, with the number of deleted blocks, and reordering "
-        "blocks costing little when the order is nearly kept (Kendall's τ near 1)."),
+        "more), the error rising smoothly, not abruptly, with the number of deleted blocks, and swapping "
+        "random pairs of same-shape blocks costing little (error against Kendall's τ). The decomposition "
+        "tests x_L = x_l + ΣF(x_i) with the branches' own outputs: its residual error is zero only for "
+        "pre-activation nets."),
     "interpolate": (
         "Goodfellow et al. 2015: follow the straight line in weight space from the initial weights (α = 0) "
         "to the trained ones (α = 1) and beyond. A smooth descent without bumps means training had a simple "
-        "road to travel; residual nets tend to show one. Runs save their initial weights "
-        "(checkpoints/init.pt) from now on; runs trained before that cannot be interpolated."),
+        "road to travel. BN's running statistics move along the line with the weights (the paper's way); "
+        "recomputing them at each α is an option. The line needs the run's own initial weights "
+        "(checkpoints/init.pt): runs trained before runs saved them cannot be interpolated."),
     "landscape": (
         "Li et al. 2018: the loss around the trained weights along two random directions, each filter of a "
         "direction scaled to the norm of the matching filter of the weights (so nets of different scale "
-        "compare). Without shortcuts, deep nets have chaotic landscapes full of ridges and holes; with them "
-        "the minimum sits in a wide smooth bowl, which is easy to find by gradient descent. Look for: a "
-        "plain net and its residual twin side by side on one colour scale, concentric contours for the "
-        "residual net."),
+        "compare), drawn as raw-loss contours at levels 0.1 to 10 and as the surface ln(min(loss, 10) + 0.1). "
+        "In the paper plain nets are still nearly convex at 20 layers and turn chaotic, full of ridges and "
+        "holes, from about 56 layers; residual nets keep a wide smooth bowl at every depth. Seeing the chaos "
+        "needs a trained plain-56 (on CIFAR-10). Look for: a plain net and its residual twin side by side "
+        "on one colour scale, and the width of the central basin."),
 }
 ALL_DEPTHS = valid_depths("basic")
 SWEEP_DEPTHS = [8, 20, 56, 110, 218, 434, 1202]
@@ -458,11 +468,16 @@ def interpolate(name: str) -> None:
     points = c1.slider("Points on the line (α from -0.5 to 1.5)", 5, 81, 21, 2, key="why_in_points")
     images = c2.number_input("Training images", 50, 10000, 500, 50, key="why_in_images")
     settings = {"points": int(points), "images": int(images)}
-    lacking = [by_id[i]["label"] for i in picks if not by_id[i]["has_init"]]
+    bn = st.radio("BN running statistics along the line", ["interpolate", "recompute"], horizontal=True,
+                  key="why_in_bn", format_func=lambda v: {"interpolate": "interpolated with the weights (the paper's)",
+                                                          "recompute": "recomputed at each α"}[v])
+    settings["bn"] = bn
+    lacking = [i for i in picks if not by_id[i]["has_init"]]
     if lacking:
-        st.caption(f"{', '.join(lacking)}: no initial weights saved (checkpoints/init.pt; runs trained before "
-                   "runs saved them lack it). Their initial weights are redrawn from the run's seed, which "
-                   "reproduces them exactly for runs trained on the CPU.")
+        st.caption(f"{', '.join(by_id[i]['label'] for i in lacking)}: no initial weights saved (checkpoints/init.pt; "
+                   "runs trained before runs saved them lack it), so the line cannot start from them: left out. "
+                   "Train the run again to draw it.")
+    picks = [i for i in picks if i not in lacking]
     requests = [view.Request(name, by_id[i]["label"] + f" · {i[-4:]}", run_id=i, settings=settings) for i in picks]
 
     def draw(results):
@@ -472,7 +487,7 @@ def interpolate(name: str) -> None:
         st.caption("Initial weights: " + " · ".join(f"{k}: {r.get('init_source', '?')}" for k, r in results.items()))
         return figs
 
-    run_panel(name, requests, draw, None if requests else "Pick one or more runs.")
+    run_panel(name, requests, draw, None if requests else "Pick one or more runs with saved initial weights.")
 
 
 def landscape(name: str) -> None:
@@ -487,18 +502,30 @@ def landscape(name: str) -> None:
     picks = st.multiselect("Runs (a plain net and its residual twin, side by side)", list(by_id),
                            default=[d for d in default if d], max_selections=3, key="why_la_runs",
                            format_func=lambda i: run_choice_label(by_id[i]))
-    c1, c2, c3 = st.columns(3)
-    grid = c1.slider("Grid (points per side)", 5, 51, 11, 2, key="why_la_grid")
+    c1, c2, c3, c4 = st.columns(4)
+    paper = c4.checkbox("The paper's setting (51x51 grid, all training images)", False, key="why_la_paper",
+                        help="Li et al. evaluate a 51x51 grid on the whole CIFAR-10 training set: hours on a "
+                        "2-core CPU. The default grid and images fit a minute or two.")
+    grid = c1.slider("Grid (points per side)", 5, 51, 11, 2, key="why_la_grid", disabled=paper)
     span = c2.slider("Span (± along each direction)", 0.1, 2.0, 1.0, 0.1, key="why_la_span")
-    images = c3.number_input("Training images", 50, 5000, 500, 50, key="why_la_images")
-    settings = {"points": int(grid), "span": float(span), "images": int(images)}
+    images = c3.number_input("Training images", 50, 50000, 500, 50, key="why_la_images", disabled=paper)
+    scale = c4.radio("Loss shown as", ["paper", "log10"], key="why_la_scale", horizontal=True,
+                     format_func=lambda v: {"paper": "the paper's (raw-loss contours, clipped ln surface)",
+                                            "log10": "log₁₀ loss"}[v])
+    settings = {"points": 51 if paper else int(grid), "span": float(span), "images": 50000 if paper else int(images)}
     requests = [view.Request(name, by_id[i]["label"] + f" · {i[-4:]}", run_id=i, settings=settings) for i in picks]
 
     def draw(results):
         surfaces = {k: (r["x"], r["y"], r["loss"]) for k, r in results.items()}
-        figs = {"Contours": charts.landscape_contour_figure(surfaces),
-                "Surface": charts.landscape_surface_figure(surfaces)}
-        return show(figs, name)
+        figs = {"Contours": charts.landscape_contour_figure(surfaces, scale),
+                "Surface": charts.landscape_surface_figure(surfaces, scale)}
+        figs = show(figs, name)
+        notes = [f"{k}: {r['chaos_note']}" for k, r in results.items() if r.get("chaos_note")]
+        st.caption(" ".join(notes) + (" " if notes else "") + "The paper's plain-56 chaos needs a trained plain-56 "
+                   "(on CIFAR-10) here too: train one on the Train page to see it. "
+                   + " · ".join(f"{k}: {r['images']} images, {len(r['x'])}x{len(r['y'])} grid"
+                                for k, r in results.items()) + " (the paper: 50,000 images, 51x51).")
+        return figs
 
     run_panel(name, requests, draw, None if requests else "Pick one or more runs.")
 

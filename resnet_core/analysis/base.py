@@ -221,10 +221,11 @@ class AnalysisContext:
             model = build_model(cfg)
         return model.to(self.device)
 
-    def initial_model(self) -> tuple[torch.nn.Module, str]:
+    def initial_model(self, saved_only: bool = False) -> tuple[torch.nn.Module, str]:
         """The trained model's weights at step 0: a run's saved ``checkpoints/init.pt`` when present, else
-        redrawn from the run's seed (``train`` seeds the global RNG and builds the model, so on the CPU the
-        redraw is exact), else, for a community checkpoint, a fresh draw with seed 0."""
+        redrawn from the run's seed, else, for a community checkpoint, a fresh draw with seed 0. With
+        ``saved_only`` only the saved weights count (a redraw is a net at initialisation, not necessarily
+        this net's own start): without them it raises ``AnalysisError`` saying so."""
         from ..checkpoints import CheckpointError, load_checkpoint
 
         if self.source.run_id is not None:
@@ -233,13 +234,22 @@ class AnalysisContext:
                 try:
                     return load_checkpoint(init).model.to(self.device), "saved at step 0 (checkpoints/init.pt)"
                 except CheckpointError:
-                    pass
+                    if saved_only:
+                        raise AnalysisError(f"run {self.source.run_id}'s checkpoints/init.pt cannot be read: "
+                                            "train the run again to get its initial weights") from None
+            if saved_only:
+                raise AnalysisError(f"run {self.source.run_id} saved no initial weights (checkpoints/init.pt; "
+                                    "runs trained before runs saved them lack it): train it again to draw the "
+                                    "line from its real initial weights")
             return self.fresh_model(), f"redrawn from the run's seed {self.seed()} (the run saved no init.pt)"
         if self.source.checkpoint is not None:
             path = Path(self.source.checkpoint)
             sibling = path.parent / "init.pt"
             if path.parent.name == "checkpoints" and sibling.is_file() and sibling != path:
                 return load_checkpoint(sibling).model.to(self.device), f"saved at step 0 ({sibling})"
+            if saved_only:
+                raise AnalysisError(f"{path.name} carries no initial weights (no init.pt beside it): choose a "
+                                    "stored run trained here, which saves them")
             return (self.fresh_model(self.trained().model_cfg, 0),
                     "a fresh draw with seed 0 (the checkpoint carries no initial weights)")
         return self.fresh_model(), "a fresh draw"
