@@ -272,7 +272,10 @@ class AnalysisContext:
     def dataset(self):
         """The data set, normalised as the model expects (a checkpoint's own mean and std)."""
         if "dataset" not in self._cache:
-            ds = _load_dataset_cached(self.resolved_data_config())
+            cfg = self.resolved_data_config()
+            # A folder the user points an analysis at is scored whole, every image (as ``evaluate`` does); the
+            # 80/20 split stays for training, and for a run's own folder, whose held-out 20% is its test set.
+            ds = _load_dataset_cached(cfg, whole=self.data_config is not None and cfg.name == "folder")
             if self.source.config is None:
                 loaded = self.trained()
                 n_out = loaded.model.fc.out_features
@@ -297,9 +300,11 @@ class AnalysisContext:
 
 
 @functools.lru_cache(maxsize=2)  # a run's analyses one after another reuse its data; CIFAR-10 is ~180 MB
-def _load_dataset_cached(cfg: DataConfig):
-    from ..data import load_dataset
+def _load_dataset_cached(cfg: DataConfig, whole: bool = False):
+    from ..data import load_dataset, load_folder
 
+    if whole:  # every image in both splits: the test split is the whole folder
+        return load_folder(cfg.path, size=cfg.image_size, whole=True)
     return load_dataset(cfg)
 
 

@@ -146,6 +146,7 @@ def run(ctx: AnalysisContext, s: dict) -> dict:
                        report=lambda f, j=j: ctx.report((j + f) / len(models), f"{c.name} {label}"))
         results.append({"model": c.name, "depth": d, "residual": residual, "trained": trained, "label": label, **r})
     return {"t": torch.linspace(0, 1, s["points"]).tolist(), "models": results, "class_index": s["class_index"],
+            "calibration_images_used": int(calib.shape[0]),
             "pair": s["pair"], "points": s["points"]}
 
 
