@@ -90,13 +90,24 @@ RUNS = view.stored_runs(root)   # every stored run with a checkpoint, read once 
 with st.expander("Images and device", expanded=False):
     c1, c2 = st.columns(2)
     cifar = cifar_root()
-    data_names = ["Embedded shapes"] + (["CIFAR-10"] if cifar else [])
+    data_names = ["Embedded shapes"] + (["CIFAR-10"] if cifar else []) + ["A folder of images"]
     data_pick = c1.radio("Images for analyses of nets at initialisation", data_names, horizontal=True,
-                         key="why_data", help="Trained runs are analysed on their own data set.")
+                         key="why_data", help="Trained runs are analysed on their own data set. A folder "
+                         "(one sub-folder per class) is used whole: every image in it.")
+    folder_path = (c1.text_input("Folder (one sub-folder per class)", key="why_folder").strip()
+                   if data_pick == "A folder of images" else "")
     devices, found = available_devices()
     device = c2.selectbox("Device", [d for d in devices if d != "auto"], key="why_device",
                           help=f"Found here: {found}.")
 INIT_DATA = {"name": "cifar10", "path": cifar, "download": False} if data_pick == "CIFAR-10" else None
+if data_pick == "A folder of images":
+    if folder_path and Path(folder_path).expanduser().is_dir():
+        INIT_DATA = {"name": "folder", "path": str(Path(folder_path).expanduser())}
+    else:
+        st.error(f"No folder {folder_path!r} here: give the path of a folder with one sub-folder of images per "
+                 "class; the embedded shapes are used until then." if folder_path else
+                 "Give the path of a folder with one sub-folder of images per class; the embedded shapes are "
+                 "used until then.")
 # The community checkpoints are CIFAR-10 models: evaluated on anything else, their errors would mean nothing.
 CKPT_DATA = {"name": "cifar10", "path": cifar, "download": False} if cifar else None
 NO_CIFAR = ("The community checkpoints are CIFAR-10 models and CIFAR-10 is not on this machine: extract "

@@ -67,6 +67,16 @@ class Analysis:
     # cost(ctx, settings) -> (forward-pass multiply-adds, "441 grid points x 500 images x 1 forward")
     cost: Callable | None = None
     check: Callable | None = None   # check(settings) -> None; raises AnalysisError for a bad value
+    # the paper's own setting where the default is smaller (images, draws, grid): one flag (``--paper``) or
+    # one click away; every result says which was used (``setting_used``)
+    paper: dict | None = None
+
+
+def setting_used(analysis: Analysis, settings: dict) -> str:
+    """"the paper's" or what was reduced, e.g. "reduced: images 1000 (the paper's 10000)"."""
+    paper = analysis.paper or {}
+    smaller = [f"{k} {settings.get(k)} (the paper's {v})" for k, v in paper.items() if settings.get(k) != v]
+    return "the paper's" if not smaller else "reduced: " + ", ".join(smaller)
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -334,7 +334,7 @@ register(Analysis(
     needs="trained",
     defaults={"points": 41, "alpha_min": -0.5, "alpha_max": 1.5, "images": 500, "batch_size": 500,
               "bn": "interpolate", "split": "train"},
-    fn=interpolate, cost=_cost_interpolate, check=_check_interpolate,
+    fn=interpolate, cost=_cost_interpolate, check=_check_interpolate, paper={"images": 50000},
 ))
 
 ANALYSIS = register(Analysis(
@@ -350,5 +350,5 @@ ANALYSIS = register(Analysis(
     needs="trained",
     defaults={"points": 21, "span": 1.0, "images": 500, "batch_size": 500, "seed": 0, "method": "auto",
               "points_per_pass": 4},
-    fn=landscape, cost=_cost_landscape, check=_check_landscape,
+    fn=landscape, cost=_cost_landscape, check=_check_landscape, paper={"points": 51, "images": 50000},
 ))

@@ -290,5 +290,5 @@ ANALYSIS = register(Analysis(
     needs="trained",
     defaults={"images": 1000, "batch_size": 250, "draws": 2, "counts": None, "reorder": True,
               "swaps": [1, 2, 4, 8, 16], "seed": 0, "decompose": 0},
-    fn=run, cost=_cost, check=_check,
+    fn=run, cost=_cost, check=_check, paper={"images": 10000},
 ))

@@ -241,5 +241,5 @@ ANALYSIS = register(Analysis(
         "on a few small batches give the shape, the paper's 1,000 draws make it smooth."),
     needs="either",
     defaults={"draws": 16, "batches": 4, "batch_size": 8, "lengths": None, "seed": 0, "measure": True},
-    fn=run, cost=_cost, check=_check,
+    fn=run, cost=_cost, check=_check, paper={"draws": 1000},
 ))

@@ -192,5 +192,5 @@ ANALYSIS = register(Analysis(
     needs="either",
     defaults={"points": 256, "depths": None, "twin": True, "class_index": 0, "pair": [0, 1], "max_lag": 32,
               "seed": 0, "calibration_images": 256},
-    fn=run, cost=_cost, check=_check,
+    fn=run, cost=_cost, check=_check, paper={"points": 256},
 ))
