@@ -90,10 +90,15 @@ def ratio_vs_depth_figure(sweeps: dict[str, tuple[Sequence[int], Sequence[float]
 
 
 def branch_share_figure(series: dict[str, Sequence[float]]) -> go.Figure:
-    """Per block, the share of the backward signal that goes through the residual branch (the rest: the shortcut)."""
-    fig = block_profile_figure(series, "Share of the gradient through the branch, by block",
-                               "‖J_Fᵀv‖ / (‖v‖ + ‖J_Fᵀv‖)", log_y=False)
-    fig.update_yaxes(range=[0, 1.02])
+    """Per block, the branch's energy share of the input-gradient g = Sᵀu + J_Fᵀu: its projection on g,
+    ⟨J_Fᵀu, g⟩ / ‖g‖² (the shortcut's share is the rest; the two add to 1). It can leave [0, 1] where the
+    parts point against each other, so the axis spans the data."""
+    fig = block_profile_figure(series, "Branch's share of the gradient's energy, by block (shortcut: the rest)",
+                               "⟨J_Fᵀu, g⟩ / ‖g‖²", log_y=False)
+    values = [v for vs in series.values() for v in _floats(vs) if math.isfinite(v)]
+    lo, hi = min(values + [0.0]), max(values + [1.0])
+    fig.update_yaxes(range=[min(0.0, lo) - 0.02 * (lo < 0), max(1.02, hi + 0.02)])
+    fig.add_hline(y=0.5, line=dict(color="gray", dash="dot", width=1))
     return fig
 
 
@@ -188,6 +193,28 @@ def paths_figure(distribution: Sequence[float], gradient_by_length: Sequence[flo
     fig.update_xaxes(title_text="path length (branches passed)")
     fig.update_layout(**{**LAYOUT, "height": 400, "margin": dict(l=70, r=20, t=85, b=50)}, showlegend=False,
                       title=dict(text=f"The unrolled ensemble of {len(dist) - 1} blocks", x=0, font=dict(size=14)))
+    return fig
+
+
+# --- Fig. 7: layer responses --------------------------------------------------------------------
+
+def response_std_figure(series: dict[str, tuple[Sequence[str], Sequence[float]]]) -> go.Figure:
+    """He et al. 2015, Fig. 7: the std of every BN output after a 3x3 conv, by layer in network order (left)
+    and sorted by magnitude (right), one line per net."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=["By layer (network order)", "Sorted by magnitude"],
+                        horizontal_spacing=0.08)
+    colors = _colors(series)
+    for label, (names, stds) in series.items():
+        ys = _floats(stds)
+        line = dict(color=colors[label], dash=_dash(label))
+        fig.add_scatter(x=list(range(1, len(ys) + 1)), y=ys, mode="lines+markers", name=label, line=line,
+                        marker=dict(size=4), text=list(names), hovertemplate="%{text}<br>%{y:.3g}", row=1, col=1)
+        fig.add_scatter(x=list(range(1, len(ys) + 1)), y=sorted(ys, reverse=True), mode="lines", name=label,
+                        line=line, showlegend=False, row=1, col=2)
+    fig.update_xaxes(title_text="layer index")
+    fig.update_yaxes(title_text="std of the BN output")
+    fig.update_layout(**{**LAYOUT, "height": 400},
+                      title=dict(text="Layer responses (Fig. 7 of He et al. 2015)", x=0, font=dict(size=14)))
     return fig
 
 

@@ -15,9 +15,10 @@ from dashboard.widgets import available_devices, cifar_root, plot
 from resnet_core.config import INITS, SHORTCUTS, ConfigError, ModelConfig, valid_depths
 from resnet_core.runs import default_runs_dir
 
-ORDER = ["gradient-flow", "shattering", "paths", "lesion", "interpolate", "landscape"]
+ORDER = ["gradient-flow", "shattering", "paths", "lesion", "responses", "interpolate", "landscape"]
 TAB_TITLES = {"gradient-flow": "Gradient flow", "shattering": "Shattered gradients", "paths": "Paths",
-              "lesion": "Lesions", "interpolate": "1-D interpolation", "landscape": "Loss landscape"}
+              "lesion": "Lesions", "responses": "Layer responses (Fig. 7)", "interpolate": "1-D interpolation",
+              "landscape": "Loss landscape"}
 CAPTIONS = {
     "gradient-flow": (
         "Training adjusts every layer by the gradient that reaches it from the loss, passed backwards "
@@ -58,6 +59,13 @@ CAPTIONS = {
         "random pairs of same-shape blocks costing little (error against Kendall's τ). The decomposition "
         "tests x_L = x_l + ΣF(x_i) with the branches' own outputs: its residual error is zero only for "
         "pre-activation nets."),
+    "responses": (
+        "He et al. 2015, Fig. 7: in a trained net, the std of every 3x3 layer's output after BN and before the "
+        "ReLU or the addition, on test images with BN in eval mode. If residual functions are closer to zero "
+        "than unreferenced ones, residual nets respond less than plain nets of the same depth, and deeper "
+        "ResNets less than shallower ones. Look for: the residual run's line below its plain twin's, by "
+        "layer and sorted by magnitude. Pre-activation and bottleneck nets measure what the paper's quantity "
+        "is for them (the result says which)."),
     "interpolate": (
         "Goodfellow et al. 2015: follow the straight line in weight space from the initial weights (α = 0) "
         "to the trained ones (α = 1) and beyond. A smooth descent without bumps means training had a simple "
@@ -194,6 +202,9 @@ def run_panel(name: str, requests: list[view.Request], draw, problem: str | None
     except (KeyError, TypeError, ValueError, IndexError) as e:
         st.error(f"The result could not be drawn ({type(e).__name__}: {view.one_line(e)}).")
         return
+    used = sorted({r["setting_used"] for r in shown.values() if isinstance(r, dict) and r.get("setting_used")})
+    if used:
+        st.caption("Setting: " + "; ".join(used) + ".")
     with st.expander("Export"):
         c1, c2 = st.columns(2)
         c1.download_button("Download result (CSV)", view.result_csv(shown), file_name=f"resnet_lab_{name}.csv",
@@ -247,26 +258,52 @@ def gradient_flow(name: str) -> None:
             for depth in sorted(depths):
                 cfg = ModelConfig(depth=depth, residual=residual, batchnorm=bn, preact=preact, init=init,
                                   shortcut=shortcut)
+                # the "+1" view: the shallowest residual net also runs with the other activation order
                 requests.append(view.Request(name, cfg.name + ("" if bn else " no-BN"), config=cfg.to_dict(),
-                                             settings={"batch_size": int(batch)},
+                                             settings={"batch_size": int(batch),
+                                                       "plus_one": residual and depth == min(depths)},
                                              data=INIT_DATA))
     except ConfigError as e:
         requests, problem = [], str(e)
 
     def draw(results):
+        names = {k: r.get("blocks", []) for k, r in results.items()}
+        rms = {k: r["rms_input_grad"] for k, r in results.items() if r.get("rms_input_grad")}
         norms = {k: r["input_grad_norm"] for k, r in results.items()}
-        figs = {"Gradient norm by block": charts.block_profile_figure(
-            norms, "Gradient reaching each block's input, ‖∂L/∂x_l‖", "gradient norm (log)",
-            names={k: r.get("blocks", []) for k, r in results.items()})}
+        figs = {"Gradient per element by block": charts.block_profile_figure(
+                    rms, "Gradient reaching each block's input, per element (RMS)", "RMS gradient (log)", names=names),
+                "Gradient norm by block": charts.block_profile_figure(
+                    norms, "Gradient reaching each block's input, ‖∂L/∂x_l‖ (raw: stages differ in size)",
+                    "gradient norm (log)", names=names)}
         sweeps: dict[str, tuple[list, list]] = {}
         for r in sorted(results.values(), key=lambda r: r["depth"]):
-            depths, ratios = sweeps.setdefault("residual" if r["residual"] else "plain", ([], []))
-            depths.append(r["depth"])
-            ratios.append(r["ratio"])
+            family = "residual" if r["residual"] else "plain"
+            for label, key in ((f"{family}, per element", "ratio_per_element"), (f"{family}, raw norms", "ratio")):
+                if key in r:
+                    depths, ratios = sweeps.setdefault(label, ([], []))
+                    depths.append(r["depth"])
+                    ratios.append(r[key])
         figs["Ratio by depth"] = charts.ratio_vs_depth_figure(sweeps)
-        share = {k: r["branch_share"] for k, r in results.items() if r.get("branch_share")}
+        plus = next((r["plus_one"] for r in results.values() if r.get("plus_one")), None)
+        if plus:
+            pre, post = plus["pre-activation"], plus["post-activation"]
+            figs["The +1"] = charts.block_profile_figure(
+                {f"{pre['model']} pre-activation": pre["rms_input_grad"],
+                 f"{post['model']} post-activation": post["rms_input_grad"]},
+                "The \"+1\": pre-activation (nothing after the addition) beside post-activation", "RMS gradient (log)")
+            figs["ReLU mask"] = charts.block_profile_figure(
+                {"pre-activation": pre["output_relu_pass"], "post-activation": post["output_relu_pass"]},
+                "Share of each block's output gradient that passes its output ReLU, ‖u‖/‖v‖",
+                "‖u‖ / ‖v‖", log_y=False)
+        share = {k: r["branch_energy_share"] for k, r in results.items()
+                 if r.get("branch_energy_share") and r.get("residual")}
         if share:
             figs["Branch share"] = charts.branch_share_figure(share)
+        cosine = {k: r["branch_shortcut_cosine"] for k, r in results.items()
+                  if r.get("residual") and r.get("branch_shortcut_cosine")}
+        if cosine:
+            figs["Cosine"] = charts.block_profile_figure(
+                cosine, "Cosine between the branch's and the shortcut's part of the gradient", "cosine", log_y=False)
         act = {k: r["activation_std"] for k, r in results.items() if r.get("activation_std")}
         if act:
             figs["Activation std"] = charts.block_profile_figure(act, "Forward activation std by block",
@@ -275,7 +312,23 @@ def gradient_flow(name: str) -> None:
         if wgrad:
             figs["Weight gradients"] = charts.block_profile_figure(wgrad, "Weight-gradient norm by layer",
                                                                    "‖∂L/∂W‖ (log)", x_title="layer index (0: stem)")
-        show(figs, name)
+        show(figs, name, {
+            "Gradient per element by block": "Root mean square of the gradient's elements: a stage-1 tensor has "
+            "4x the elements of a stage-3 one, which alone doubles a ratio of raw norms.",
+            "The +1": "He et al.'s ∂E/∂x_l = ∂E/∂x_L (1 + ∂ΣF/∂x_l) holds for identity shortcuts with nothing "
+            "after the addition: the pre-activation net. In the post-activation net the ReLU after each sum "
+            "masks the shortcut's gradient too (the chart below).",
+            "Branch share": "The projection of the branch's part on the whole gradient; the shortcut's is the rest. "
+            "Norms would not divide it: the two parts are nearly orthogonal (the cosine, below)."})
+        rates = []
+        for k, r in results.items():
+            per_stage = [f"{s['stage']} {s['rate']:.3f}" for s in r.get("per_layer_rate_by_stage", [])
+                         if s.get("rate") is not None]
+            if per_stage:
+                rates.append(f"{k}: " + ", ".join(per_stage))
+        if rates:
+            st.caption("Growth of the per-element gradient per weight layer, output to input, fitted within each "
+                       "stage (Yang et al. 2019 predict about 1.21 for a plain net with BN): " + " · ".join(rates))
         st.caption("Time per net: " + " · ".join(f"{k} {r['seconds']:.2f} s" for k, r in results.items()
                                                   if "seconds" in r))
         return figs
@@ -416,10 +469,12 @@ def lesion(name: str) -> None:
                           format_func=lambda s: "none" if s == "none" else plain_runs[s],
                           help="Train a plain twin on the Train page (Start twin) to compare: deleting any of "
                                "its layers is catastrophic.")
-    c3, c4 = st.columns(2)
-    images = c3.number_input("Test images", 50, 10000, 500, 50, key="why_le_images")
-    draws = c4.number_input("Random draws per k and per reordering", 1, 50, 2, key="why_le_draws")
-    settings = {"images": int(images), "draws": int(draws)}
+    c3, c4, c5 = st.columns(3)
+    paper = c5.checkbox("The paper's setting (all 10,000 test images)", False, key="why_le_paper",
+                        help="Veit et al. score the whole CIFAR-10 test set; the default fits the time budget here.")
+    images = c3.number_input("Test images", 50, 10000, 500, 50, key="why_le_images", disabled=paper)
+    draws = c4.number_input("Random draws per k and per reordering", 1, 1000, 2, key="why_le_draws")
+    settings = {"images": 10000 if paper else int(images), "draws": int(draws)}
     problem = None
     requests = []
     for spec in dict.fromkeys([pick] + ([beside] if beside != "none" else [])):
@@ -452,6 +507,11 @@ def lesion(name: str) -> None:
             who = c1.selectbox("Net", list(decomposed), key="why_le_dec_model")
             stages = {d["stage"]: d for d in decomposed[who]}
             stage = stages[c2.selectbox("Stage", list(stages), index=len(stages) - 1, key="why_le_dec_stage")]
+            st.caption("Residual error ‖x_L - x_l - ΣF(x_i)‖/‖x_L‖ with the branches' own outputs, by stage: "
+                       + ", ".join(f"{d['stage']} {d['residual_error']:.2g}" for d in decomposed[who]
+                                   if "residual_error" in d)
+                       + " (zero up to float error only for pre-activation nets; the stack below adds what each "
+                         "block changes, x_{i+1} - x_i, which sums to x_L in any net).")
             extra = {"Decomposition": charts.decomposition_figure(
                          stage["blocks"], stage["contribution_norm"], stage["input_norm"], stage["output_norm"],
                          title=f"{who}, {stage['stage']}: its input plus what each block adds"),
@@ -464,7 +524,46 @@ def lesion(name: str) -> None:
     run_panel(name, requests, draw, problem)
 
 
-# --- 5. interpolation and landscapes --------------------------------------------------------------------
+# --- 5. layer responses (Fig. 7) ------------------------------------------------------------------------
+
+def responses(name: str) -> None:
+    options = {f"run:{r['run_id']}": run_choice_label(r) for r in RUNS}
+    options.update({f"ckpt:{p}": f"community checkpoint {Path(p).name}" for p in view.community_checkpoints()})
+    if not options:
+        st.info("No stored run has a checkpoint and ../shared/weights is absent: train a plain net and its "
+                "residual twin on the Train page (Start twin).")
+        return
+    default = [next((k for k, r in zip(options, RUNS) if not r["residual"]), None),
+               next((k for k, r in zip(options, RUNS) if r["residual"]), None)]
+    picks = st.multiselect("Nets (a plain run and its residual twin compare as in the paper)", list(options),
+                           default=[d for d in default if d], key="why_re_models", format_func=options.get)
+    c1, c2 = st.columns(2)
+    paper = c2.checkbox("The paper's setting (all 10,000 test images)", False, key="why_re_paper")
+    images = c1.number_input("Test images", 50, 10000, 1000, 50, key="why_re_images", disabled=paper)
+    settings = {"images": 10000 if paper else int(images)}
+    requests, problem = [], None
+    for spec in picks:
+        kind, ref = spec.split(":", 1)
+        if kind == "run":
+            by_id = {r["run_id"]: r for r in RUNS}
+            requests.append(view.Request(name, f"{by_id[ref]['label']} · {ref[-4:]}", run_id=ref, settings=settings))
+        else:
+            if CKPT_DATA is None:
+                problem = NO_CIFAR
+            requests.append(view.Request(name, f"{Path(ref).stem.split('-')[0]} (community)", checkpoint=ref,
+                                         settings=settings, data=CKPT_DATA))
+
+    def draw(results):
+        series = {k: (r["layer_response_names"], r["layer_response_std"]) for k, r in results.items()}
+        figs = {"Responses": charts.response_std_figure(series)}
+        show(figs, name)
+        st.caption(" · ".join(f"{k}: {r['note']}, {r['images']} test images" for k, r in results.items()))
+        return figs
+
+    run_panel(name, requests, draw, problem or (None if requests else "Pick one or more nets."))
+
+
+# --- 6. interpolation and landscapes --------------------------------------------------------------------
 
 def interpolate(name: str) -> None:
     runs = RUNS
@@ -542,7 +641,7 @@ def landscape(name: str) -> None:
 
 
 SECTIONS = {"gradient-flow": gradient_flow, "shattering": shattering, "paths": paths, "lesion": lesion,
-            "interpolate": interpolate, "landscape": landscape}
+            "responses": responses, "interpolate": interpolate, "landscape": landscape}
 for tab, analysis_name in zip(st.tabs([TAB_TITLES[n] for n in ORDER]), ORDER):
     with tab:
         section(analysis_name, SECTIONS[analysis_name])
