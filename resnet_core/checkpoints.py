@@ -17,7 +17,7 @@ import torch
 
 from .config import ConfigError, ModelConfig
 from .data_consts import CIFAR10_CLASSES, IMAGENET_MEAN, IMAGENET_STD
-from .models import CifarResNet, build_model
+from .models import CifarResNet, build_model, legacy_preact_stem
 
 FORMAT = "resnet-lab/1"
 
@@ -157,7 +157,7 @@ def load_checkpoint(source: str | Path | bytes | io.BytesIO, model_cfg: ModelCon
         run_cfg = json.loads(obj["config_json"])
         meta = json.loads(obj["meta_json"])
         cfg = model_cfg or ModelConfig.from_dict(run_cfg["model"])
-        model = build_model(cfg)
+        model = build_model(cfg, legacy_preact_stem(cfg, obj["state_dict"]))  # pre-activation saved before the stem BN
         _load_into(model, obj["state_dict"], cfg.name)
         size = int((run_cfg.get("data") or {}).get("image_size", 32))  # a quick-scale run sees 16x16 inputs
         return LoadedModel(model.eval(), cfg, meta["classes"], tuple(meta["mean"]), tuple(meta["std"]),

@@ -10,7 +10,7 @@ and both of each basic post-activation block's), in eval mode (BN with its runni
 over all elements of the layer's output across every test image measured (1,000 by default, the
 paper's 10,000 with ``images=10000``; on a folder, every image). For a pre-activation net the second 3x3
 conv of each block enters the addition with no BN after it: the paper's quantity is undefined there, and
-only the BN after the first 3x3 conv (bn2) is measured; for bottleneck nets, the BN after the middle 3x3
+only the stem's BN and the BN after each block's first 3x3 conv (bn2) are measured; for bottleneck nets, the BN after the middle 3x3
 conv (the paper's Fig. 7 shows basic-block nets only). The result says which in ``note``.
 """
 from __future__ import annotations
@@ -50,7 +50,8 @@ def _note(cfg) -> str:
                 "basic-block nets only)")
     if cfg.preact:
         return ("pre-activation: each block's second 3x3 conv enters the addition without a BN after it, so "
-                "the paper's quantity is undefined there; only the BN after the first 3x3 conv is measured")
+                "the paper's quantity is undefined there; the stem's BN and the BN after each first 3x3 conv are "
+                "measured")
     return "every 3x3 conv's BN output, as in the paper"
 
 

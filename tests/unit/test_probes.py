@@ -131,7 +131,7 @@ def _bn_after_3x3_by_hand(model, x):
 
 @pytest.mark.parametrize("kw, expected_names", [
     (dict(), ["stem.bn"] + [f"layer{s}.0.branch.bn{i}" for s in (1, 2, 3) for i in (1, 2)]),
-    (dict(preact=True), [f"layer{s}.0.branch.bn2" for s in (1, 2, 3)]),
+    (dict(preact=True), ["stem.bn"] + [f"layer{s}.0.branch.bn2" for s in (1, 2, 3)]),
     (dict(residual=False), ["stem.bn"] + [f"layer{s}.0.branch.bn{i}" for s in (1, 2, 3) for i in (1, 2)])])
 def test_layer_response_std_is_every_bn_after_a_3x3_conv(kw, expected_names):
     model = _tiny(**kw)
