@@ -346,8 +346,8 @@ def _cost(ctx: AnalysisContext, s: dict):
     # forward without a graph, recomputed forward, backward (two forwards' worth)
     nets = 2 if s["plus_one"] and cfg.residual else 1
     macs = macs_of(cfg, size) * s["batch_size"] * 4 * nets
-    detail = (f"{cfg.name}{' and its pre/post-activation twin' if nets == 2 else ''} x {s['batch_size']} images "
-              "x (2 forwards + 1 backward)")
+    detail = (f"{cfg.name} x {s['batch_size']} images x (2 forwards + 1 backward)"
+              + ("; its pre/post-activation twin for the '+1' view the same" if nets == 2 else ""))
     depths = depths_setting(s, block=cfg.block)
     if depths:
         archs = 2 if s["twin"] else 1
