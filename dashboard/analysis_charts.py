@@ -179,7 +179,7 @@ def paths_figure(distribution: Sequence[float], gradient_by_length: Sequence[flo
         total = sum(v for v in product if math.isfinite(v))
         product = [v / total for v in product] if total > 0 else product  # a share of the whole gradient
         if energy_share is not None:
-            # C(n,k) E‖g_k‖² / ‖g‖²: squared norms add up because path gradients are nearly orthogonal
+            # C(n,k) E‖g_k‖² / ‖g‖²: parts of ‖g‖² that add to 1 only where path gradients are orthogonal
             product = _floats(energy_share)
         fig.add_scatter(x=ks, y=_positive(grad), mode="lines+markers", name="gradient per path",
                         line=dict(color=_color(1)), marker=dict(size=4), row=1, col=2)

@@ -47,9 +47,10 @@ CAPTIONS = {
         "2ⁿ paths, each passing through the branch of some blocks and the shortcut of the others. Path "
         "lengths follow a Binomial(n, 1/2): most paths are of medium length. Yet the gradient a path carries "
         "shrinks fast with its length, so the gradient that trains the net comes mostly from short paths. "
-        "Look for: where the third panel (each length's share of ‖g‖², C(n,k)·E‖g_k‖²/‖g‖²) peaks, far left "
-        "of the first panel's peak. A few draws on small random training batches show the shape; the paper "
-        "averages about 1,000 draws per length."),
+        "Look for: where the third panel (each length's part of ‖g‖², C(n,k)·E‖g_k‖²/‖g‖²) peaks, far left "
+        "of the first panel's peak. The parts add to 1 only if path gradients are orthogonal; their sum is "
+        "given. A few draws on small random training batches show the shape; the paper averages about "
+        "1,000 draws per length."),
     "lesion": (
         "If a ResNet is an ensemble of paths, deleting one block removes only some of them, and the net "
         "should survive (Veit et al. 2016): the block is replaced by its shortcut. In a plain net every "
@@ -398,8 +399,8 @@ def paths(name: str) -> None:
     paper = c3.checkbox("The paper's setting (1,000 draws per length)", False, key="why_pa_paper",
                         disabled=not measure, help="Veit et al. average about 1,000 measurements per length over "
                         "training batches; the default is what fits a 2-core CPU in a minute or so.")
-    draws = c4.number_input("Random draws per length", 1, 1000, 16, key="why_pa_draws", disabled=not measure or paper)
-    batches = c5.number_input("Random training batches", 1, 1000, 4, key="why_pa_batches", disabled=not measure)
+    draws = c4.number_input("Random draws per length", 1, 1000, 8, key="why_pa_draws", disabled=not measure or paper)
+    batches = c5.number_input("Random training batches", 1, 1000, 2, key="why_pa_batches", disabled=not measure)
     batch = c6.number_input("Images per batch", 1, 256, 8, key="why_pa_batch", disabled=not measure)
     settings = {"measure": bool(measure), "draws": 1000 if paper else int(draws), "batches": int(batches),
                 "batch_size": int(batch)}
@@ -438,9 +439,10 @@ def paths(name: str) -> None:
         text = f"{label}: {r['blocks']} blocks, 2^{r['blocks']} paths; 95% of them pass through {lo} to {hi} blocks."
         if r.get("gradient_90_range"):
             g_lo, g_hi = r["gradient_90_range"]
-            text += (f" 90% of the gradient's energy (‖g‖²) comes from paths of {g_lo} to {g_hi} blocks; the "
-                     f"shares add up to {r['gradient_energy_share_total']:.2f} (1 if path gradients were exactly "
-                     f"orthogonal). {r['draws']} draws per length over {r['batches']} batches of "
+            text += (f" 90% of the summed C(n,k)·E‖g_k‖² comes from paths of {g_lo} to {g_hi} blocks; the "
+                     f"parts add up to {r['gradient_energy_share_total']:.2f} of ‖g‖² (1 if path gradients were "
+                     f"orthogonal; less where they reinforce each other). {r['draws']} draws per length over "
+                     f"{r['batches']} batches of "
                      f"{r['batch_size']} training images" + (" (the paper's 1,000)." if r["draws"] >= 1000 else
                                                               "; the paper averages about 1,000."))
         st.caption(text)
