@@ -201,6 +201,20 @@ def _recompute_bn(model: nn.Module, params: dict, buffers: dict, x: torch.Tensor
     return fresh
 
 
+def interpolated_buffers(initial: dict, trained: dict, a: float) -> dict:
+    """BN running statistics at α: (1 - α)·initial + α·trained. Beyond [0, 1] the line extrapolates, and a
+    running variance can cross zero (at α = -0.5 wherever the trained variance is over 3x the initial), so
+    variances are clamped at 0: BN's eps then keeps the normalisation finite instead of NaN."""
+    out = {}
+    for k, v in trained.items():
+        if not v.is_floating_point():
+            out[k] = v
+            continue
+        mixed = (1 - a) * initial[k] + a * v
+        out[k] = mixed.clamp_min(0) if k.endswith("running_var") else mixed
+    return out
+
+
 def interpolate(ctx: AnalysisContext, s: dict) -> dict:
     loaded = ctx.trained()
     trained = loaded.model.eval()
@@ -217,8 +231,7 @@ def interpolate(ctx: AnalysisContext, s: dict) -> dict:
         if s["bn"] == "recompute":
             buffers = _recompute_bn(trained, params, t_buffers, x, s["batch_size"])
         else:  # interpolate the running statistics along with the weights
-            buffers = {k: ((1 - a) * i_buffers[k] + a * t_buffers[k]) if v.is_floating_point() else v
-                       for k, v in t_buffers.items()}
+            buffers = interpolated_buffers(i_buffers, t_buffers, a)
         r = (evaluate_params(trained, params, buffers, x, y, s["batch_size"]) / n).tolist()
         loss.append(r[0])
         acc.append(r[1])

@@ -183,3 +183,17 @@ def test_landscape_bad_settings_and_cancel(runs_dir):
         run_analysis("landscape", src, data=TINY_DATA, runs_dir=runs_dir, cancel=cancel, progress=progress,
                      settings={"points": 5, "images": 16, "method": "loop"})
     assert 0 < len(calls) < 25
+
+
+def test_interpolated_running_statistics_stay_valid_beyond_the_segment():
+    from resnet_core.analysis.landscape import interpolated_buffers
+
+    init = {"bn.running_mean": torch.tensor([0.0, 1.0]), "bn.running_var": torch.tensor([1.0, 1.0]),
+            "bn.num_batches_tracked": torch.tensor(0)}
+    trained = {"bn.running_mean": torch.tensor([2.0, 3.0]), "bn.running_var": torch.tensor([5.0, 2.0]),
+               "bn.num_batches_tracked": torch.tensor(100)}
+    half = interpolated_buffers(init, trained, 0.5)
+    assert half["bn.running_mean"].tolist() == [1.0, 2.0] and half["bn.running_var"].tolist() == [3.0, 1.5]
+    before = interpolated_buffers(init, trained, -0.5)   # 1.5 x 1 - 0.5 x 5 = -1: clamped, not NaN later
+    assert before["bn.running_var"].tolist() == [0.0, 0.5] and before["bn.running_mean"].tolist() == [-1.0, 0.0]
+    assert before["bn.num_batches_tracked"].item() == 100
