@@ -266,9 +266,15 @@ def landscape(ctx: AnalysisContext, s: dict) -> dict:
     # the paper's surface plots: ln(min(loss, 10) + 0.1) (Li et al. 2018, their plot_surface.py); contours
     # of the raw loss at levels 0.1 to 10 are drawn from ``loss`` itself
     clipped = [[math.log(min(v, 10.0) + 0.1) if math.isfinite(v) else math.log(10.1) for v in row] for row in r["loss"]]
-    chaos_note = (None if depth_supports_chaos(loaded.model_cfg) else
-                  "Li et al. find plain nets' landscapes still nearly convex at 20 layers; chaos appears from "
-                  "about 56 layers (plain-56 trained on CIFAR-10), so no claim of chaos is made for this net.")
+    cfg = loaded.model_cfg
+    if depth_supports_chaos(cfg):
+        chaos_note = None
+    elif cfg is not None and cfg.residual:
+        chaos_note = ("Li et al. find residual nets' landscapes nearly convex at every depth they tried: no claim "
+                      "of chaos is made for this net.")
+    else:
+        chaos_note = ("Li et al. find plain nets' landscapes still nearly convex at 20 layers; chaos appears from "
+                      "about 56 layers (plain-56 trained on CIFAR-10), so no claim of chaos is made for this net.")
     return {"x": xs, "y": ys, **r, "loss_clipped_log": clipped, "contour_levels": CONTOUR_LEVELS,
             "chaos_note": chaos_note, "images": int(x.shape[0]), "method": method, "direction_seed": s["seed"],
             "model": loaded.model_cfg.name if loaded.model_cfg else loaded.source,
