@@ -576,10 +576,11 @@ def interpolate(name: str) -> None:
     picks = st.multiselect("Runs (a plain net and its residual twin compare well)", list(by_id),
                            default=[r["run_id"] for r in runs][:2], key="why_in_runs",
                            format_func=lambda i: run_choice_label(by_id[i]))
-    c1, c2 = st.columns(2)
+    c1, c2, c3 = st.columns(3)
     points = c1.slider("Points on the line (α from -0.5 to 1.5)", 5, 81, 21, 2, key="why_in_points")
-    images = c2.number_input("Training images", 50, 10000, 500, 50, key="why_in_images")
-    settings = {"points": int(points), "images": int(images)}
+    paper = c3.checkbox("Every training image (the paper's)", False, key="why_in_paper")
+    images = c2.number_input("Training images", 50, 50000, 500, 50, key="why_in_images", disabled=paper)
+    settings = {"points": int(points), "images": 50000 if paper else int(images)}
     bn = st.radio("BN running statistics along the line", ["interpolate", "recompute"], horizontal=True,
                   key="why_in_bn", format_func=lambda v: {"interpolate": "interpolated with the weights (the paper's)",
                                                           "recompute": "recomputed at each α"}[v])
