@@ -33,6 +33,12 @@ def _std_from_sums(s1: torch.Tensor, l2_norm: torch.Tensor, n: int) -> torch.Ten
     return ((s2 - s1 * s1 / n) / max(n - 1, 1)).clamp_min(0).sqrt().float()
 
 
+def _batch_stats_mode(bn: nn.Module) -> bool:
+    """Whether ``bn`` normalises with the batch's statistics and records them in its running variance."""
+    return bool(bn.training and bn.track_running_stats and bn.running_var is not None
+                and (bn.momentum is None or bn.momentum > 0))
+
+
 @dataclass(frozen=True)
 class ProbeLayout:
     """Names of everything the probes measure, in network order (input to output)."""
@@ -93,12 +99,18 @@ class ProbeSet:
         self._dead = [[] for _ in range(n_stages)]
         self._responses = [m for _, m in response_layers(model)]
         self._resp = [None] * len(self._responses)   # (sum, L2 norm, count) of each response layer's output
+        self._rv_before = None
+        self._channels = [m.num_features for m in self._responses]
+        self._channels_t = torch.tensor(self._channels, dtype=torch.long)
+        self._layer_index = torch.repeat_interleave(torch.arange(len(self._channels)), self._channels_t)
 
     # --- hook installation ---------------------------------------------------------------------
     def _register(self) -> None:
         for i, (_, block) in enumerate(self.model.named_blocks()):
             self._handles.append(block.register_forward_pre_hook(self._block_input_hook(i)))
             self._handles.append(block.branch.register_forward_hook(self._branch_hook(i)))
+        if self._responses:
+            self._handles.append(self.model.register_forward_pre_hook(self._snapshot_hook))
         for j, m in enumerate(self._responses):
             self._handles.append(m.register_forward_hook(self._response_hook(j)))
         for s, (_, stage) in enumerate(self.model.stages()):
@@ -127,22 +139,72 @@ class ProbeSet:
                 self._branch_ratio[i] = norm / self._block_in[i].clamp_min(1e-12)
         return hook
 
+    def _snapshot_hook(self, module, args):
+        # the running variances before this forward pass, all layers in one copy: their update by the pass
+        # gives each channel's batch variance without another pass over the activations
+        if self.armed and any(_batch_stats_mode(m) for m in self._responses):
+            self._rv_before = torch.cat([m.running_var.detach() for m in self._responses])
+
     def _response_hook(self, j):
         def hook(module, args, out):
-            if self.armed:
+            if not self.armed:
+                return
+            if _batch_stats_mode(module) and self._rv_before is not None:
+                self._resp[j] = ("batch", out.numel())     # computed for every layer at once in _batch_moments
+            else:  # eval mode (running statistics): the output's own moments, one pass each
                 s1, norm = _sum_and_norm(out.detach())
                 self._resp[j] = (s1, norm, out.numel())
         return hook
 
+    def _batch_moments(self) -> list | None:
+        """Training mode: BN normalises each channel with the batch's own statistics, so its output has mean
+        β_c and variance γ_c²·σ_c²/(σ_c² + eps) exactly; σ_c² (biased) comes from the running variance's
+        update by this pass. O(channels) for all layers together, in a few vectorised ops: (sum, L2 norm)
+        per layer, or None when no layer was in that mode."""
+        if self._rv_before is None or not any(isinstance(r, tuple) and r[0] == "batch" for r in self._resp):
+            return None
+        mods = self._responses
+        acc = torch.float64 if mods[0].running_var.dtype == torch.float64 else torch.float32
+        after = torch.cat([m.running_var.detach() for m in mods]).to(acc)
+        before = self._rv_before.to(acc)
+        self._rv_before = None
+        counts = self._channels
+        numel = [r[1] if isinstance(r, tuple) and r[0] == "batch" else 0 for r in self._resp]
+        n_layer = [max(k // c, 1) for k, c in zip(numel, counts)]
+        m_layer = [m.momentum if m.momentum is not None else 1.0 / max(float(m.num_batches_tracked), 1.0) for m in mods]
+        dev = after.device
+        mom = torch.repeat_interleave(torch.tensor(m_layer, dtype=acc, device=dev), self._channels_t.to(dev))
+        n = torch.repeat_interleave(torch.tensor(n_layer, dtype=acc, device=dev), self._channels_t.to(dev))
+        eps = torch.repeat_interleave(torch.tensor([m.eps for m in mods], dtype=acc, device=dev),
+                                      self._channels_t.to(dev))
+        var = (((after - (1 - mom) * before) / mom) * (n - 1) / n).clamp_min(0)
+        gamma = torch.cat([m.weight.detach() if m.weight is not None else torch.ones_like(m.running_var)
+                           for m in mods]).to(acc)
+        beta = torch.cat([m.bias.detach() if m.bias is not None else torch.zeros_like(m.running_var)
+                          for m in mods]).to(acc)
+        idx = self._layer_index.to(dev)
+        s1 = torch.zeros(len(mods), dtype=acc, device=dev).index_add_(0, idx, n * beta)
+        s2 = torch.zeros(len(mods), dtype=acc, device=dev).index_add_(0, idx, n * (gamma * gamma * var / (var + eps)
+                                                                                  + beta * beta))
+        return [(s1[j], s2[j].sqrt()) for j in range(len(mods))]
+
+    def _fill_batch_moments(self) -> None:
+        batch = self._batch_moments()
+        if batch is not None:
+            self._resp = [(batch[j][0], batch[j][1], r[1]) if isinstance(r, tuple) and r[0] == "batch" else r
+                          for j, r in enumerate(self._resp)]
+
     def response_moments(self) -> torch.Tensor:
         """(2, n_responses) float64 on the device: the sum and the sum of squares of each response layer's
         output in the last armed forward pass, to be added up over batches (``std_from_moments``)."""
+        self._fill_batch_moments()
         z = torch.zeros((), dtype=torch.float64, device=self._weights[0].device)
         rows = [torch.stack([r[0].double(), r[1].double() ** 2]) if r is not None else torch.stack([z, z])
                 for r in self._resp]
         return torch.stack(rows, 1) if rows else z.new_zeros(2, 0)
 
     def response_counts(self) -> list[int]:
+        self._fill_batch_moments()
         return [r[2] if r is not None else 0 for r in self._resp]
 
     def _stage_hook(self, s):
@@ -173,6 +235,7 @@ class ProbeSet:
         z = torch.zeros((), device=self._weights[0].device)
         pick = lambda xs: torch.stack([x if x is not None else z for x in xs]) if xs else z.new_zeros(0)
         dead = [torch.stack(d).mean() if d else z for d in self._dead]
+        self._fill_batch_moments()
         resp = [_std_from_sums(r[0], r[1], r[2]) if r is not None else None for r in self._resp]
         parts = [pick(self._branch_std), pick(self._branch_ratio), pick(self._act_mean),
                  pick(self._act_std), pick(dead), pick(resp)]

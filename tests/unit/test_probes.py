@@ -168,3 +168,34 @@ def test_evaluate_layer_response_std_over_all_images_in_eval_mode():
     assert names == list(by_hand) and r["images"] == 24
     # one std over every element of the layer's output across all 24 images (batches of 10, 10 and 4)
     assert r["probes"]["layer_response_std"] == pytest.approx([by_hand[n].std().item() for n in names], rel=1e-4)
+
+
+@pytest.mark.parametrize("momentum", [0.1, None])
+def test_layer_response_std_in_training_mode_from_bn_statistics_after_earlier_batches(momentum):
+    # training mode reads the batch variance from the running variance's update (no pass over the
+    # activations): exact after earlier batches too, for a momentum and for a cumulative average
+    import torch.nn as nn
+
+    model = _tiny()
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.momentum = momentum
+            nn.init.normal_(m.weight)   # a learned-looking scale and shift
+            nn.init.normal_(m.bias)
+    with torch.no_grad():
+        model(torch.randn(3, 3, 32, 32, dtype=torch.float64) * 2)
+        model(torch.randn(5, 3, 32, 32, dtype=torch.float64) + 1)
+    x = torch.randn(4, 3, 32, 32, dtype=torch.float64)
+    with probes(model) as ps:
+        ps.armed = True
+        model(x)
+        measured = ps.split(torch.cat(ps.device_stats(with_grads=False)).tolist(), with_grads=False)
+        names = list(ps.layout.responses)
+    # by hand on a copy with the running statistics as they were before this batch
+    twin = _tiny()
+    for m in twin.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.momentum = momentum
+    twin.load_state_dict(model.state_dict())
+    by_hand = _bn_after_3x3_by_hand(twin, x)
+    assert measured["layer_response_std"] == pytest.approx([by_hand[n].std().item() for n in names], rel=1e-6)
