@@ -194,6 +194,7 @@ def test_interpolated_running_statistics_stay_valid_beyond_the_segment():
                "bn.num_batches_tracked": torch.tensor(100)}
     half = interpolated_buffers(init, trained, 0.5)
     assert half["bn.running_mean"].tolist() == [1.0, 2.0] and half["bn.running_var"].tolist() == [3.0, 1.5]
-    before = interpolated_buffers(init, trained, -0.5)   # 1.5 x 1 - 0.5 x 5 = -1: clamped, not NaN later
-    assert before["bn.running_var"].tolist() == [0.0, 0.5] and before["bn.running_mean"].tolist() == [-1.0, 0.0]
-    assert before["bn.num_batches_tracked"].item() == 100
+    before = interpolated_buffers(init, trained, -0.5)   # 1.5 x 1 - 0.5 x 5 = -1 would be a negative variance
+    assert before["bn.running_var"].tolist() == [1.0, 1.0] and before["bn.running_mean"].tolist() == [0.0, 1.0]
+    after = interpolated_buffers(init, trained, 1.5)
+    assert after["bn.running_var"].tolist() == [5.0, 2.0] and after["bn.num_batches_tracked"].item() == 100
