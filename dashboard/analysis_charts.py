@@ -90,10 +90,15 @@ def ratio_vs_depth_figure(sweeps: dict[str, tuple[Sequence[int], Sequence[float]
 
 
 def branch_share_figure(series: dict[str, Sequence[float]]) -> go.Figure:
-    """Per block, the share of the backward signal that goes through the residual branch (the rest: the shortcut)."""
-    fig = block_profile_figure(series, "Share of the gradient through the branch, by block",
-                               "‖J_Fᵀv‖ / (‖v‖ + ‖J_Fᵀv‖)", log_y=False)
-    fig.update_yaxes(range=[0, 1.02])
+    """Per block, the branch's energy share of the input-gradient g = Sᵀu + J_Fᵀu: its projection on g,
+    ⟨J_Fᵀu, g⟩ / ‖g‖² (the shortcut's share is the rest; the two add to 1). It can leave [0, 1] where the
+    parts point against each other, so the axis spans the data."""
+    fig = block_profile_figure(series, "Branch's share of the gradient's energy, by block (shortcut: the rest)",
+                               "⟨J_Fᵀu, g⟩ / ‖g‖²", log_y=False)
+    values = [v for vs in series.values() for v in _floats(vs) if math.isfinite(v)]
+    lo, hi = min(values + [0.0]), max(values + [1.0])
+    fig.update_yaxes(range=[min(0.0, lo) - 0.02 * (lo < 0), max(1.02, hi + 0.02)])
+    fig.add_hline(y=0.5, line=dict(color="gray", dash="dot", width=1))
     return fig
 
 
@@ -115,7 +120,9 @@ def line_gradient_figure(series: dict[str, Sequence[float]]) -> go.Figure:
                  "position on the line (0: first image, 1: second)", "gradient (standardised)")
 
 
-def autocorrelation_figure(series: dict[str, tuple[Sequence[float], Sequence[float]]]) -> go.Figure:
+def autocorrelation_figure(series: dict[str, tuple[Sequence[float], Sequence[float]]],
+                           title: str = "Autocorrelation of each pixel's gradient along the line (mean over pixels)"
+                           ) -> go.Figure:
     """Autocorrelation of the gradient along the line against lag: white noise drops to 0 at lag 1."""
     fig = go.Figure()
     colors = _colors(series)
@@ -123,8 +130,24 @@ def autocorrelation_figure(series: dict[str, tuple[Sequence[float], Sequence[flo
         fig.add_scatter(x=_floats(lags), y=_floats(corr), mode="lines+markers", name=label,
                         line=dict(color=colors[label], dash=_dash(label)), marker=dict(size=4))
     fig.add_hline(y=0.0, line=dict(color="gray", dash="dot", width=1))
-    fig = _base(fig, "Autocorrelation of the gradient along the line", "lag (inputs apart)", "correlation")
+    fig = _base(fig, title, "lag (inputs apart)", "correlation")
     fig.update_yaxes(range=[-1.02, 1.02])
+    return fig
+
+
+def power_spectrum_figure(series: dict[str, tuple[Sequence[float], Sequence[float], float | None]]) -> go.Figure:
+    """Mean power of the pixels' gradient series along the line by frequency, log-log, each with its fitted
+    slope in the legend: flat (0) for white noise, falling as 1/f² (-2) for brown noise."""
+    fig = go.Figure()
+    colors = _colors(series)
+    for label, (freq, power, slope) in series.items():
+        name = f"{label} (slope {slope:.2f})" if slope is not None and math.isfinite(slope) else label
+        fig.add_scatter(x=_positive(freq), y=_positive(power), mode="lines", name=name,
+                        line=dict(color=colors[label], dash=_dash(label)))
+    fig = _base(fig, "Power spectrum of the gradient along the line", "frequency (cycles per input step)",
+                "share of the power")
+    fig.update_xaxes(type="log")
+    fig.update_yaxes(type="log")
     return fig
 
 
@@ -132,7 +155,8 @@ def autocorrelation_figure(series: dict[str, tuple[Sequence[float], Sequence[flo
 
 def paths_figure(distribution: Sequence[float], gradient_by_length: Sequence[float] | None = None,
                  lengths: Sequence[int] | None = None, paths_range: Sequence[int] | None = None,
-                 gradient_range: Sequence[int] | None = None) -> go.Figure:
+                 gradient_range: Sequence[int] | None = None,
+                 energy_share: Sequence[float] | None = None, full_norm: float | None = None) -> go.Figure:
     """Veit et al.'s Fig. 6: how many paths have each length, how much gradient one path of that length
     carries, and their product: the total gradient each length delivers. ``lengths`` are the lengths
     ``gradient_by_length`` was measured at (default 0..n); the ranges are shaded: where 95% of the paths
@@ -140,8 +164,8 @@ def paths_figure(distribution: Sequence[float], gradient_by_length: Sequence[flo
     dist = _floats(distribution)
     all_lengths = list(range(len(dist)))
     measured = gradient_by_length is not None
-    titles = ["Share of paths by length"] + (["Gradient per path by length", "Total gradient by length"]
-                                             if measured else [])
+    third = "Share of ‖g‖² by length" if energy_share is not None else "Total gradient by length"
+    titles = ["Share of paths by length"] + (["Gradient per path by length", third] if measured else [])
     fig = make_subplots(rows=1, cols=len(titles), subplot_titles=titles, horizontal_spacing=0.09)
     fig.add_bar(x=all_lengths, y=dist, name="share of paths", marker_color=_color(0), row=1, col=1)
     fig.update_yaxes(title_text="share of the 2ⁿ paths", row=1, col=1)
@@ -154,17 +178,43 @@ def paths_figure(distribution: Sequence[float], gradient_by_length: Sequence[flo
         product = [dist[k] * g for k, g in zip(ks, grad)]
         total = sum(v for v in product if math.isfinite(v))
         product = [v / total for v in product] if total > 0 else product  # a share of the whole gradient
+        if energy_share is not None:
+            # C(n,k) E‖g_k‖² / ‖g‖²: parts of ‖g‖² that add to 1 only where path gradients are orthogonal
+            product = _floats(energy_share)
         fig.add_scatter(x=ks, y=_positive(grad), mode="lines+markers", name="gradient per path",
                         line=dict(color=_color(1)), marker=dict(size=4), row=1, col=2)
         fig.update_yaxes(type="log", title_text="gradient norm (log)", row=1, col=2)
         fig.add_bar(x=ks, y=product, name="total gradient", marker_color=_color(2), row=1, col=3)
-        fig.update_yaxes(title_text="share of the total gradient", row=1, col=3)
+        fig.update_yaxes(title_text=("C(n,k)·E‖g_k‖² / ‖g‖²" + (f" (‖g‖ = {full_norm:.3g})" if full_norm else "")
+                                     if energy_share is not None else "share of the total gradient"), row=1, col=3)
         if gradient_range:
             fig.add_vrect(x0=gradient_range[0] - 0.5, x1=gradient_range[1] + 0.5, fillcolor=_color(2),
                           opacity=0.1, line_width=0, row=1, col=3)
     fig.update_xaxes(title_text="path length (branches passed)")
     fig.update_layout(**{**LAYOUT, "height": 400, "margin": dict(l=70, r=20, t=85, b=50)}, showlegend=False,
                       title=dict(text=f"The unrolled ensemble of {len(dist) - 1} blocks", x=0, font=dict(size=14)))
+    return fig
+
+
+# --- Fig. 7: layer responses --------------------------------------------------------------------
+
+def response_std_figure(series: dict[str, tuple[Sequence[str], Sequence[float]]]) -> go.Figure:
+    """He et al. 2015, Fig. 7: the std of every BN output after a 3x3 conv, by layer in network order (left)
+    and sorted by magnitude (right), one line per net."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=["By layer (network order)", "Sorted by magnitude"],
+                        horizontal_spacing=0.08)
+    colors = _colors(series)
+    for label, (names, stds) in series.items():
+        ys = _floats(stds)
+        line = dict(color=colors[label], dash=_dash(label))
+        fig.add_scatter(x=list(range(1, len(ys) + 1)), y=ys, mode="lines+markers", name=label, line=line,
+                        marker=dict(size=4), text=list(names), hovertemplate="%{text}<br>%{y:.3g}", row=1, col=1)
+        fig.add_scatter(x=list(range(1, len(ys) + 1)), y=sorted(ys, reverse=True), mode="lines", name=label,
+                        line=line, showlegend=False, row=1, col=2)
+    fig.update_xaxes(title_text="layer index")
+    fig.update_yaxes(title_text="std of the BN output")
+    fig.update_layout(**{**LAYOUT, "height": 400},
+                      title=dict(text="Layer responses (Fig. 7 of He et al. 2015)", x=0, font=dict(size=14)))
     return fig
 
 
@@ -290,40 +340,62 @@ def _shared_range(surfaces: dict[str, tuple[Any, Any, Any]]) -> tuple[float, flo
     return float(values.min()), float(values.max())
 
 
-def landscape_contour_figure(surfaces: dict[str, tuple[Sequence[float], Sequence[float], Any]]) -> go.Figure:
+# Li et al. 2018: raw-loss contours at 0.1, 0.6, ..., 9.6 (their plot_2D.py: vmin 0.1, vmax 10, vlevel 0.5)
+PAPER_LEVELS = dict(start=0.1, end=9.6, size=0.5)
+SCALES = ("paper", "log10")
+
+
+def _clipped_log(loss) -> np.ndarray:
+    """Li et al.'s surface height ln(min(loss, 10) + 0.1)."""
+    a = np.asarray(loss, dtype=float)
+    return np.log(np.minimum(np.where(np.isfinite(a), a, 10.0), 10.0) + 0.1)
+
+
+def landscape_contour_figure(surfaces: dict[str, tuple[Sequence[float], Sequence[float], Any]],
+                             scale: str = "paper") -> go.Figure:
     """Li et al. 2018: the loss around the trained weights along two filter-normalised directions, one
-    panel per model, all on ONE colour scale, so a plain net and its residual twin compare by colour."""
-    surfaces = {k: (xs, ys, _log_loss(loss)) for k, (xs, ys, loss) in surfaces.items()}
-    zmin, zmax = _shared_range(surfaces)
+    panel per model, all on ONE colour scale, so a plain net and its residual twin compare by colour.
+    ``scale="paper"``: raw-loss contours at the paper's levels 0.1 to 9.6 (step 0.5); ``"log10"``: log₁₀
+    loss contours on the range of the data."""
+    if scale == "log10":
+        surfaces = {k: (xs, ys, _log_loss(loss)) for k, (xs, ys, loss) in surfaces.items()}
+        zmin, zmax = _shared_range(surfaces)
+        contours, bar = dict(showlabels=True, labelfont=dict(size=9, color="white")), "log₁₀ loss"
+    else:
+        surfaces = {k: (xs, ys, np.asarray(loss, dtype=float)) for k, (xs, ys, loss) in surfaces.items()}
+        zmin, zmax = PAPER_LEVELS["start"], 10.0
+        contours, bar = dict(**PAPER_LEVELS, showlabels=True, labelfont=dict(size=9, color="white")), "loss"
     fig = make_subplots(rows=1, cols=max(len(surfaces), 1), subplot_titles=list(surfaces), horizontal_spacing=0.08)
     for i, (label, (xs, ys, loss)) in enumerate(surfaces.items()):
         fig.add_contour(x=_floats(xs), y=_floats(ys), z=np.asarray(loss, dtype=float).tolist(), zmin=zmin, zmax=zmax,
                         colorscale=LANDSCAPE_SCALE, showscale=i == 0, coloraxis=None, name=label,
-                        contours=dict(showlabels=True, labelfont=dict(size=9, color="white")),
-                        colorbar=dict(title="log₁₀ loss"), row=1, col=i + 1)
+                        autocontour=scale == "log10", contours=contours, colorbar=dict(title=bar), row=1, col=i + 1)
         fig.add_scatter(x=[0.0], y=[0.0], mode="markers", marker=dict(symbol="x", color="red", size=9),
                         name="trained weights", showlegend=i == 0, row=1, col=i + 1)
     fig.update_xaxes(title_text="direction 1 (filter-normalised)")
     fig.update_yaxes(title_text="direction 2")
-    fig.update_layout(**{**LAYOUT, "height": 420},
-                      title=dict(text="Loss landscape around the trained weights (one log colour scale)", x=0,
-                                 font=dict(size=14)))
+    title = ("Loss landscape around the trained weights (raw-loss contours at Li et al.'s levels 0.1 to 10)"
+             if scale != "log10" else "Loss landscape around the trained weights (one log colour scale)")
+    fig.update_layout(**{**LAYOUT, "height": 420}, title=dict(text=title, x=0, font=dict(size=14)))
     return fig
 
 
-def landscape_surface_figure(surfaces: dict[str, tuple[Sequence[float], Sequence[float], Any]]) -> go.Figure:
-    surfaces = {k: (xs, ys, _log_loss(loss)) for k, (xs, ys, loss) in surfaces.items()}
-    zmin, zmax = _shared_range(surfaces)
+def landscape_surface_figure(surfaces: dict[str, tuple[Sequence[float], Sequence[float], Any]],
+                             scale: str = "paper") -> go.Figure:
+    """The same as surfaces: ``scale="paper"`` draws Li et al.'s ln(min(loss, 10) + 0.1), ``"log10"`` log₁₀ loss."""
+    transform, ztitle = (_log_loss, "log₁₀ loss") if scale == "log10" else (_clipped_log, "ln(min(loss, 10) + 0.1)")
+    surfaces = {k: (xs, ys, transform(loss)) for k, (xs, ys, loss) in surfaces.items()}
+    zmin, zmax = _shared_range(surfaces) if scale == "log10" else (float(np.log(0.1)), float(np.log(10.1)))
     n = max(len(surfaces), 1)
     fig = make_subplots(rows=1, cols=n, specs=[[{"type": "surface"}] * n], subplot_titles=list(surfaces),
                         horizontal_spacing=0.02)
     for i, (label, (xs, ys, loss)) in enumerate(surfaces.items()):
         fig.add_surface(x=_floats(xs), y=_floats(ys), z=np.asarray(loss, dtype=float).tolist(), cmin=zmin,
                         cmax=zmax, colorscale=LANDSCAPE_SCALE, showscale=i == 0, name=label,
-                        colorbar=dict(title="log₁₀ loss"), row=1, col=i + 1)
-    scene = dict(xaxis_title="direction 1", yaxis_title="direction 2", zaxis_title="log₁₀ loss",
+                        colorbar=dict(title=ztitle), row=1, col=i + 1)
+    scene = dict(xaxis_title="direction 1", yaxis_title="direction 2", zaxis_title=ztitle,
                  zaxis=dict(range=[zmin, zmax]))
     fig.update_layout(**{f"scene{'' if i == 0 else i + 1}": scene for i in range(n)})
     fig.update_layout(**{**LAYOUT, "height": 480, "margin": dict(l=10, r=10, t=60, b=10)},
-                      title=dict(text="Loss landscape as a surface (log₁₀ loss, one scale)", x=0, font=dict(size=14)))
+                      title=dict(text=f"Loss landscape as a surface ({ztitle}, one scale)", x=0, font=dict(size=14)))
     return fig

@@ -15,53 +15,72 @@ from resnet_core import community
 from resnet_core.config import INITS, SHORTCUTS, ConfigError, ModelConfig, valid_depths
 from resnet_core.runs import default_runs_dir
 
-ORDER = ["gradient-flow", "shattering", "paths", "lesion", "interpolate", "landscape"]
+ORDER = ["gradient-flow", "shattering", "paths", "lesion", "responses", "interpolate", "landscape"]
 TAB_TITLES = {"gradient-flow": "Gradient flow", "shattering": "Shattered gradients", "paths": "Paths",
-              "lesion": "Lesions", "interpolate": "1-D interpolation", "landscape": "Loss landscape"}
+              "lesion": "Lesions", "responses": "Layer responses (Fig. 7)", "interpolate": "1-D interpolation",
+              "landscape": "Loss landscape"}
 CAPTIONS = {
     "gradient-flow": (
         "Training adjusts every layer by the gradient that reaches it from the loss, passed backwards "
         "through every layer above it. In a plain net that signal is multiplied by each layer's Jacobian in "
-        "turn, so after a hundred layers it has been multiplied a hundred times and has exploded or faded. "
-        "A residual block computes x + F(x): its Jacobian is 1 + J_F, and the \"+1\", the identity path, "
-        "hands the gradient on unchanged whatever F does (He et al. 2016). This runs one forward and one "
-        "backward pass at initialisation, no training needed. Look for: the plain nets' gradient norm "
-        "changing by orders of magnitude from the output to the input, and the residual nets' staying within "
-        "a small factor; the ratio of input to output gradient running away with depth for plain nets only; "
-        "and how little of the gradient passes through the branches."),
+        "turn: with BN at initialisation it grows by about 1.2x per layer towards the input (Yang et al. "
+        "2019). With identity shortcuts and nothing after the addition (pre-activation), "
+        "∂E/∂x_l = ∂E/∂x_L (1 + ∂ΣF/∂x_l) (He et al. 2016): the \"+1\" carries the gradient between any two "
+        "blocks, and the branches add to it. This runs one forward and one backward pass at initialisation. "
+        "Look for: the gradient per element (RMS; stages differ in size) growing towards the input for every "
+        "net, by orders of magnitude for deep plain nets and by a small factor for residual ones; the fitted "
+        "growth per layer within each stage; the \"+1\" view, where the pre-activation net passes the whole "
+        "gradient through every shortcut and the post-activation net's ReLU after the addition lets only a "
+        "share through; and the branch's energy share (its projection on the gradient; with the shortcut's "
+        "it adds to 1)."),
     "shattering": (
         "Balduzzi et al. 2017: walk in a straight line from one image to another and record, at each of the "
-        "inputs on the way, the gradient of one class score with respect to the input. In a deep plain net "
-        "that gradient jumps about like white noise from one input to the next (it is \"shattered\"): it "
-        "says nothing about the neighbourhood, so gradient descent has nothing to follow. A residual net's "
-        "stays a smooth curve. Look for: the plain curves' autocorrelation falling to zero at lag 1 and "
-        "the residual curves' staying high over many lags."),
+        "inputs on the way, the gradient of one class score with respect to the input. Each pixel's gradient "
+        "is then a signal along the line. In a deep plain net it behaves like white noise (it is "
+        "\"shattered\"): its autocorrelation is gone after one step and its power spectrum is flat, so it "
+        "says little about the neighbourhood. A residual net's behaves like brown noise: correlated over "
+        "many steps, its power falling with frequency. Look for: the plain curves' autocorrelation along the "
+        "line falling to zero at lag 1, the residual curves' staying high, and the spectrum slopes (0 white, "
+        "-2 brown). The correlation across pixels is a second view, not the paper's statistic."),
     "paths": (
         "Veit et al. 2016: unrolling x_{i+1} = x_i + F(x_i) over n blocks writes the output as a sum over "
         "2ⁿ paths, each passing through the branch of some blocks and the shortcut of the others. Path "
         "lengths follow a Binomial(n, 1/2): most paths are of medium length. Yet the gradient a path carries "
-        "shrinks fast with its length, so the gradient that trains the net comes mostly from short paths: a "
-        "deep ResNet behaves like an ensemble of fairly shallow nets. Look for: where the third panel "
-        "(share × gradient) peaks, far left of the first panel's peak."),
+        "shrinks fast with its length, so the gradient that trains the net comes mostly from short paths. "
+        "Look for: where the third panel (each length's part of ‖g‖², C(n,k)·E‖g_k‖²/‖g‖²) peaks, far left "
+        "of the first panel's peak. The parts add to 1 only if path gradients are orthogonal; their sum is "
+        "given. A few draws on small random training batches show the shape; the paper averages about "
+        "1,000 draws per length."),
     "lesion": (
         "If a ResNet is an ensemble of paths, deleting one block removes only some of them, and the net "
         "should survive (Veit et al. 2016): the block is replaced by its shortcut. In a plain net every "
         "signal goes through every layer, so removing any layer is catastrophic. Look for: the residual "
         "net's error staying near its base line for most single deletions (downsampling blocks, ▲, hurt "
-        "more), the error rising smoothly, not abruptly, with the number of deleted blocks, and reordering "
-        "blocks costing little when the order is nearly kept (Kendall's τ near 1)."),
+        "more), the error rising smoothly, not abruptly, with the number of deleted blocks, and swapping "
+        "random pairs of same-shape blocks costing little (error against Kendall's τ). The decomposition "
+        "tests x_L = x_l + ΣF(x_i) with the branches' own outputs: its residual error is zero only for "
+        "pre-activation nets."),
+    "responses": (
+        "He et al. 2015, Fig. 7: in a trained net, the std of every 3x3 layer's output after BN and before the "
+        "ReLU or the addition, on test images with BN in eval mode. If residual functions are closer to zero "
+        "than unreferenced ones, residual nets respond less than plain nets of the same depth, and deeper "
+        "ResNets less than shallower ones. Look for: the residual run's line below its plain twin's, by "
+        "layer and sorted by magnitude. Pre-activation and bottleneck nets measure what the paper's quantity "
+        "is for them (the result says which)."),
     "interpolate": (
         "Goodfellow et al. 2015: follow the straight line in weight space from the initial weights (α = 0) "
         "to the trained ones (α = 1) and beyond. A smooth descent without bumps means training had a simple "
-        "road to travel; residual nets tend to show one. Runs save their initial weights "
-        "(checkpoints/init.pt) from now on; runs trained before that cannot be interpolated."),
+        "road to travel. BN's running statistics move along the line with the weights (the paper's way); "
+        "recomputing them at each α is an option. The line needs the run's own initial weights "
+        "(checkpoints/init.pt): runs trained before runs saved them cannot be interpolated."),
     "landscape": (
         "Li et al. 2018: the loss around the trained weights along two random directions, each filter of a "
         "direction scaled to the norm of the matching filter of the weights (so nets of different scale "
-        "compare). Without shortcuts, deep nets have chaotic landscapes full of ridges and holes; with them "
-        "the minimum sits in a wide smooth bowl, which is easy to find by gradient descent. Look for: a "
-        "plain net and its residual twin side by side on one colour scale, concentric contours for the "
-        "residual net."),
+        "compare), drawn as raw-loss contours at levels 0.1 to 10 and as the surface ln(min(loss, 10) + 0.1). "
+        "In the paper plain nets are still nearly convex at 20 layers and turn chaotic, full of ridges and "
+        "holes, from about 56 layers; residual nets keep a wide smooth bowl at every depth. Seeing the chaos "
+        "needs a trained plain-56 (on CIFAR-10). Look for: a plain net and its residual twin side by side "
+        "on one colour scale, and the width of the central basin."),
 }
 ALL_DEPTHS = valid_depths("basic")
 SWEEP_DEPTHS = [8, 20, 56, 110, 218, 434, 1202]
@@ -80,13 +99,24 @@ RUNS = view.stored_runs(root)   # every stored run with a checkpoint, read once 
 with st.expander("Images and device", expanded=False):
     c1, c2 = st.columns(2)
     cifar = cifar_root()
-    data_names = ["Embedded shapes"] + (["CIFAR-10"] if cifar else [])
+    data_names = ["Embedded shapes"] + (["CIFAR-10"] if cifar else []) + ["A folder of images"]
     data_pick = c1.radio("Images for analyses of nets at initialisation", data_names, horizontal=True,
-                         key="why_data", help="Trained runs are analysed on their own data set.")
+                         key="why_data", help="Trained runs are analysed on their own data set. A folder "
+                         "(one sub-folder per class) is used whole: every image in it.")
+    folder_path = (c1.text_input("Folder (one sub-folder per class)", key="why_folder").strip()
+                   if data_pick == "A folder of images" else "")
     devices, found = available_devices()
     device = c2.selectbox("Device", [d for d in devices if d != "auto"], key="why_device",
                           help=f"Found here: {found}.")
 INIT_DATA = {"name": "cifar10", "path": cifar, "download": False} if data_pick == "CIFAR-10" else None
+if data_pick == "A folder of images":
+    if folder_path and Path(folder_path).expanduser().is_dir():
+        INIT_DATA = {"name": "folder", "path": str(Path(folder_path).expanduser())}
+    else:
+        st.error(f"No folder {folder_path!r} here: give the path of a folder with one sub-folder of images per "
+                 "class; the embedded shapes are used until then." if folder_path else
+                 "Give the path of a folder with one sub-folder of images per class; the embedded shapes are "
+                 "used until then.")
 # The community checkpoints are CIFAR-10 models: evaluated on anything else, their errors would mean nothing.
 CKPT_DATA = {"name": "cifar10", "path": cifar, "download": False} if cifar else None
 NO_CIFAR = ("The community checkpoints are CIFAR-10 models and CIFAR-10 is not on this machine: download it "
@@ -174,6 +204,9 @@ def run_panel(name: str, requests: list[view.Request], draw, problem: str | None
     except (KeyError, TypeError, ValueError, IndexError) as e:
         st.error(f"The result could not be drawn ({type(e).__name__}: {view.one_line(e)}).")
         return
+    used = sorted({r["setting_used"] for r in shown.values() if isinstance(r, dict) and r.get("setting_used")})
+    if used:
+        st.caption("Setting: " + "; ".join(used) + ".")
     with st.expander("Export"):
         c1, c2 = st.columns(2)
         c1.download_button("Download result (CSV)", view.result_csv(shown), file_name=f"resnet_lab_{name}.csv",
@@ -227,26 +260,52 @@ def gradient_flow(name: str) -> None:
             for depth in sorted(depths):
                 cfg = ModelConfig(depth=depth, residual=residual, batchnorm=bn, preact=preact, init=init,
                                   shortcut=shortcut)
+                # the "+1" view: the shallowest residual net also runs with the other activation order
                 requests.append(view.Request(name, cfg.name + ("" if bn else " no-BN"), config=cfg.to_dict(),
-                                             settings={"batch_size": int(batch)},
+                                             settings={"batch_size": int(batch),
+                                                       "plus_one": residual and depth == min(depths)},
                                              data=INIT_DATA))
     except ConfigError as e:
         requests, problem = [], str(e)
 
     def draw(results):
+        names = {k: r.get("blocks", []) for k, r in results.items()}
+        rms = {k: r["rms_input_grad"] for k, r in results.items() if r.get("rms_input_grad")}
         norms = {k: r["input_grad_norm"] for k, r in results.items()}
-        figs = {"Gradient norm by block": charts.block_profile_figure(
-            norms, "Gradient reaching each block's input, ‖∂L/∂x_l‖", "gradient norm (log)",
-            names={k: r.get("blocks", []) for k, r in results.items()})}
+        figs = {"Gradient per element by block": charts.block_profile_figure(
+                    rms, "Gradient reaching each block's input, per element (RMS)", "RMS gradient (log)", names=names),
+                "Gradient norm by block": charts.block_profile_figure(
+                    norms, "Gradient reaching each block's input, ‖∂L/∂x_l‖ (raw: stages differ in size)",
+                    "gradient norm (log)", names=names)}
         sweeps: dict[str, tuple[list, list]] = {}
         for r in sorted(results.values(), key=lambda r: r["depth"]):
-            depths, ratios = sweeps.setdefault("residual" if r["residual"] else "plain", ([], []))
-            depths.append(r["depth"])
-            ratios.append(r["ratio"])
+            family = "residual" if r["residual"] else "plain"
+            for label, key in ((f"{family}, per element", "ratio_per_element"), (f"{family}, raw norms", "ratio")):
+                if key in r:
+                    depths, ratios = sweeps.setdefault(label, ([], []))
+                    depths.append(r["depth"])
+                    ratios.append(r[key])
         figs["Ratio by depth"] = charts.ratio_vs_depth_figure(sweeps)
-        share = {k: r["branch_share"] for k, r in results.items() if r.get("branch_share")}
+        plus = next((r["plus_one"] for r in results.values() if r.get("plus_one")), None)
+        if plus:
+            pre, post = plus["pre-activation"], plus["post-activation"]
+            figs["The +1"] = charts.block_profile_figure(
+                {f"{pre['model']} pre-activation": pre["rms_input_grad"],
+                 f"{post['model']} post-activation": post["rms_input_grad"]},
+                "The \"+1\": pre-activation (nothing after the addition) beside post-activation", "RMS gradient (log)")
+            figs["ReLU mask"] = charts.block_profile_figure(
+                {"pre-activation": pre["output_relu_pass"], "post-activation": post["output_relu_pass"]},
+                "Share of each block's output gradient that passes its output ReLU, ‖u‖/‖v‖",
+                "‖u‖ / ‖v‖", log_y=False)
+        share = {k: r["branch_energy_share"] for k, r in results.items()
+                 if r.get("branch_energy_share") and r.get("residual")}
         if share:
             figs["Branch share"] = charts.branch_share_figure(share)
+        cosine = {k: r["branch_shortcut_cosine"] for k, r in results.items()
+                  if r.get("residual") and r.get("branch_shortcut_cosine")}
+        if cosine:
+            figs["Cosine"] = charts.block_profile_figure(
+                cosine, "Cosine between the branch's and the shortcut's part of the gradient", "cosine", log_y=False)
         act = {k: r["activation_std"] for k, r in results.items() if r.get("activation_std")}
         if act:
             figs["Activation std"] = charts.block_profile_figure(act, "Forward activation std by block",
@@ -255,7 +314,23 @@ def gradient_flow(name: str) -> None:
         if wgrad:
             figs["Weight gradients"] = charts.block_profile_figure(wgrad, "Weight-gradient norm by layer",
                                                                    "‖∂L/∂W‖ (log)", x_title="layer index (0: stem)")
-        show(figs, name)
+        show(figs, name, {
+            "Gradient per element by block": "Root mean square of the gradient's elements: a stage-1 tensor has "
+            "4x the elements of a stage-3 one, which alone doubles a ratio of raw norms.",
+            "The +1": "He et al.'s ∂E/∂x_l = ∂E/∂x_L (1 + ∂ΣF/∂x_l) holds for identity shortcuts with nothing "
+            "after the addition: the pre-activation net. In the post-activation net the ReLU after each sum "
+            "masks the shortcut's gradient too (the chart below).",
+            "Branch share": "The projection of the branch's part on the whole gradient; the shortcut's is the rest. "
+            "Norms would not divide it: the two parts are nearly orthogonal (the cosine, below)."})
+        rates = []
+        for k, r in results.items():
+            per_stage = [f"{s['stage']} {s['rate']:.3f}" for s in r.get("per_layer_rate_by_stage", [])
+                         if s.get("rate") is not None]
+            if per_stage:
+                rates.append(f"{k}: " + ", ".join(per_stage))
+        if rates:
+            st.caption("Growth of the per-element gradient per weight layer, output to input, fitted within each "
+                       "stage (Yang et al. 2019 predict about 1.21 for a plain net with BN): " + " · ".join(rates))
         st.caption("Time per net: " + " · ".join(f"{k} {r['seconds']:.2f} s" for k, r in results.items()
                                                   if "seconds" in r))
         return figs
@@ -292,12 +367,23 @@ def shattering(name: str) -> None:
                     key = f"{key} ({request_label})"
                 curves[key] = m
         figs = {"Gradient along the line": charts.line_gradient_figure({k: m["trace"] for k, m in curves.items()}),
-                "Autocorrelation": charts.autocorrelation_figure(
-                    {k: (list(range(len(m["autocorrelation"]))), m["autocorrelation"]) for k, m in curves.items()})}
+                "Autocorrelation along the line": charts.autocorrelation_figure(
+                    {k: (list(range(len(m["autocorrelation_along_line"]))), m["autocorrelation_along_line"])
+                     for k, m in curves.items()}),
+                "Power spectrum": charts.power_spectrum_figure(
+                    {k: (m["spectrum_frequency"], m["power_spectrum"], m["spectrum_slope"]) for k, m in curves.items()}),
+                "Correlation across pixels": charts.autocorrelation_figure(
+                    {k: (list(range(len(m["cross_pixel_correlation"]))), m["cross_pixel_correlation"])
+                     for k, m in curves.items()},
+                    title="Correlation across pixels of whole gradient maps k inputs apart (a second view)")}
         show(figs, name, {"Gradient along the line": "One pixel's gradient (the centre pixel, first colour "
-                                                     "channel) at each input on the line, scaled to unit spread."})
-        st.caption("Correlation of neighbouring inputs' gradients (1: smooth, 0: white noise): " + " · ".join(
-            f"{k} {m['neighbour_correlation']:.3f}" for k, m in curves.items()))
+                                                     "channel) at each input on the line, scaled to unit spread.",
+                          "Autocorrelation along the line": "The paper's statistic: each pixel's gradient as a "
+                          "series along the line, centred, its autocorrelation by lag, averaged over pixels.",
+                          "Correlation across pixels": "Not the paper's statistic: the Pearson correlation over "
+                          "pixels between the gradient maps of two inputs k steps apart."})
+        st.caption("Autocorrelation at lag 1 along the line (1: smooth, 0: white noise): " + " · ".join(
+            f"{k} {m['line_neighbour_correlation']:.3f}" for k, m in curves.items()))
         return figs
 
     run_panel(name, requests, draw, None if requests else "Pick a depth or a trained run.")
@@ -309,11 +395,16 @@ def paths(name: str) -> None:
     c1, c2 = st.columns([1, 3])
     mode = c1.radio("Paths of", ["a net at initialisation", "a trained run", "a community checkpoint"],
                     key="why_pa_mode")
-    c3, c4, c5 = st.columns(3)
+    c3, c4, c5, c6 = st.columns(4)
     measure = c3.checkbox("Measure the gradient per length (else exact counts only)", True, key="why_pa_measure")
-    draws = c4.number_input("Random draws per length", 1, 100, 4, key="why_pa_draws", disabled=not measure)
-    batch = c5.number_input("Images", 1, 256, 8, key="why_pa_batch", disabled=not measure)
-    settings = {"measure": bool(measure), "draws": int(draws), "batch_size": int(batch)}
+    paper = c3.checkbox("The paper's setting (1,000 draws per length)", False, key="why_pa_paper",
+                        disabled=not measure, help="Veit et al. average about 1,000 measurements per length over "
+                        "training batches; the default is what fits a 2-core CPU in a minute or so.")
+    draws = c4.number_input("Random draws per length", 1, 1000, 8, key="why_pa_draws", disabled=not measure or paper)
+    batches = c5.number_input("Random training batches", 1, 1000, 2, key="why_pa_batches", disabled=not measure)
+    batch = c6.number_input("Images per batch", 1, 256, 8, key="why_pa_batch", disabled=not measure)
+    settings = {"measure": bool(measure), "draws": 1000 if paper else int(draws), "batches": int(batches),
+                "batch_size": int(batch)}
     requests, problem = [], None
     if mode == "a net at initialisation":
         depth = c2.selectbox("Depth (n blocks = (depth - 2) / 2)", ALL_DEPTHS, index=ALL_DEPTHS.index(110),
@@ -342,13 +433,19 @@ def paths(name: str) -> None:
     def draw(results):
         (label, r), = results.items()
         figs = {"Paths": charts.paths_figure(r["length_distribution"], r.get("gradient_by_length"),
-                                             r.get("lengths"), r.get("paths_95_range"), r.get("gradient_90_range"))}
+                                             r.get("lengths"), r.get("paths_95_range"), r.get("gradient_90_range"),
+                                             r.get("gradient_energy_share_by_length"), r.get("full_gradient_norm"))}
         show(figs, name)
         lo, hi = r["paths_95_range"]
         text = f"{label}: {r['blocks']} blocks, 2^{r['blocks']} paths; 95% of them pass through {lo} to {hi} blocks."
         if r.get("gradient_90_range"):
             g_lo, g_hi = r["gradient_90_range"]
-            text += f" 90% of the gradient comes from paths of {g_lo} to {g_hi} blocks."
+            text += (f" 90% of the summed C(n,k)·E‖g_k‖² comes from paths of {g_lo} to {g_hi} blocks; the "
+                     f"parts add up to {r['gradient_energy_share_total']:.2f} of ‖g‖² (1 if path gradients were "
+                     f"orthogonal; less where they reinforce each other). {r['draws']} draws per length over "
+                     f"{r['batches']} batches of "
+                     f"{r['batch_size']} training images" + (" (the paper's 1,000)." if r["draws"] >= 1000 else
+                                                              "; the paper averages about 1,000."))
         st.caption(text)
         return figs
 
@@ -372,10 +469,12 @@ def lesion(name: str) -> None:
                           format_func=lambda s: "none" if s == "none" else plain_runs[s],
                           help="Train a plain twin on the Train page (Start twin) to compare: deleting any of "
                                "its layers is catastrophic.")
-    c3, c4 = st.columns(2)
-    images = c3.number_input("Test images", 50, 10000, 500, 50, key="why_le_images")
-    draws = c4.number_input("Random draws per k and per reordering", 1, 50, 2, key="why_le_draws")
-    settings = {"images": int(images), "draws": int(draws)}
+    c3, c4, c5 = st.columns(3)
+    paper = c5.checkbox("The paper's setting (all 10,000 test images)", False, key="why_le_paper",
+                        help="Veit et al. score the whole CIFAR-10 test set; the default fits the time budget here.")
+    images = c3.number_input("Test images", 50, 10000, 500, 50, key="why_le_images", disabled=paper)
+    draws = c4.number_input("Random draws per k and per reordering", 1, 1000, 2, key="why_le_draws")
+    settings = {"images": 10000 if paper else int(images), "draws": int(draws)}
     problem = None
     requests = []
     for spec in dict.fromkeys([pick] + ([beside] if beside != "none" else [])):
@@ -412,6 +511,11 @@ def lesion(name: str) -> None:
             who = c1.selectbox("Net", list(decomposed), key="why_le_dec_model")
             stages = {d["stage"]: d for d in decomposed[who]}
             stage = stages[c2.selectbox("Stage", list(stages), index=len(stages) - 1, key="why_le_dec_stage")]
+            st.caption("Residual error ‖x_L - x_l - ΣF(x_i)‖/‖x_L‖ with the branches' own outputs, by stage: "
+                       + ", ".join(f"{d['stage']} {d['residual_error']:.2g}" for d in decomposed[who]
+                                   if "residual_error" in d)
+                       + " (zero up to float error only for pre-activation nets; the stack below adds what each "
+                         "block changes, x_{i+1} - x_i, which sums to x_L in any net).")
             extra = {"Decomposition": charts.decomposition_figure(
                          stage["blocks"], stage["contribution_norm"], stage["input_norm"], stage["output_norm"],
                          title=f"{who}, {stage['stage']}: its input plus what each block adds"),
@@ -424,7 +528,46 @@ def lesion(name: str) -> None:
     run_panel(name, requests, draw, problem)
 
 
-# --- 5. interpolation and landscapes --------------------------------------------------------------------
+# --- 5. layer responses (Fig. 7) ------------------------------------------------------------------------
+
+def responses(name: str) -> None:
+    options = {f"run:{r['run_id']}": run_choice_label(r) for r in RUNS}
+    options.update({f"ckpt:{p}": f"community checkpoint {Path(p).name}" for p in view.community_checkpoints()})
+    if not options:
+        st.info("No stored run has a checkpoint and ../shared/weights is absent: train a plain net and its "
+                "residual twin on the Train page (Start twin).")
+        return
+    default = [next((k for k, r in zip(options, RUNS) if not r["residual"]), None),
+               next((k for k, r in zip(options, RUNS) if r["residual"]), None)]
+    picks = st.multiselect("Nets (a plain run and its residual twin compare as in the paper)", list(options),
+                           default=[d for d in default if d], key="why_re_models", format_func=options.get)
+    c1, c2 = st.columns(2)
+    paper = c2.checkbox("The paper's setting (all 10,000 test images)", False, key="why_re_paper")
+    images = c1.number_input("Test images", 50, 10000, 1000, 50, key="why_re_images", disabled=paper)
+    settings = {"images": 10000 if paper else int(images)}
+    requests, problem = [], None
+    for spec in picks:
+        kind, ref = spec.split(":", 1)
+        if kind == "run":
+            by_id = {r["run_id"]: r for r in RUNS}
+            requests.append(view.Request(name, f"{by_id[ref]['label']} · {ref[-4:]}", run_id=ref, settings=settings))
+        else:
+            if CKPT_DATA is None:
+                problem = NO_CIFAR
+            requests.append(view.Request(name, f"{Path(ref).stem.split('-')[0]} (community)", checkpoint=ref,
+                                         settings=settings, data=CKPT_DATA))
+
+    def draw(results):
+        series = {k: (r["layer_response_names"], r["layer_response_std"]) for k, r in results.items()}
+        figs = {"Responses": charts.response_std_figure(series)}
+        show(figs, name)
+        st.caption(" · ".join(f"{k}: {r['note']}, {r['images']} test images" for k, r in results.items()))
+        return figs
+
+    run_panel(name, requests, draw, problem or (None if requests else "Pick one or more nets."))
+
+
+# --- 6. interpolation and landscapes --------------------------------------------------------------------
 
 def interpolate(name: str) -> None:
     runs = RUNS
@@ -435,15 +578,21 @@ def interpolate(name: str) -> None:
     picks = st.multiselect("Runs (a plain net and its residual twin compare well)", list(by_id),
                            default=[r["run_id"] for r in runs][:2], key="why_in_runs",
                            format_func=lambda i: run_choice_label(by_id[i]))
-    c1, c2 = st.columns(2)
+    c1, c2, c3 = st.columns(3)
     points = c1.slider("Points on the line (α from -0.5 to 1.5)", 5, 81, 21, 2, key="why_in_points")
-    images = c2.number_input("Training images", 50, 10000, 500, 50, key="why_in_images")
-    settings = {"points": int(points), "images": int(images)}
-    lacking = [by_id[i]["label"] for i in picks if not by_id[i]["has_init"]]
+    paper = c3.checkbox("Every training image (the paper's)", False, key="why_in_paper")
+    images = c2.number_input("Training images", 50, 50000, 500, 50, key="why_in_images", disabled=paper)
+    settings = {"points": int(points), "images": 50000 if paper else int(images)}
+    bn = st.radio("BN running statistics along the line", ["interpolate", "recompute"], horizontal=True,
+                  key="why_in_bn", format_func=lambda v: {"interpolate": "interpolated with the weights (the paper's)",
+                                                          "recompute": "recomputed at each α"}[v])
+    settings["bn"] = bn
+    lacking = [i for i in picks if not by_id[i]["has_init"]]
     if lacking:
-        st.caption(f"{', '.join(lacking)}: no initial weights saved (checkpoints/init.pt; runs trained before "
-                   "runs saved them lack it). Their initial weights are redrawn from the run's seed, which "
-                   "reproduces them exactly for runs trained on the CPU.")
+        st.caption(f"{', '.join(by_id[i]['label'] for i in lacking)}: no initial weights saved (checkpoints/init.pt; "
+                   "runs trained before runs saved them lack it), so the line cannot start from them: left out. "
+                   "Train the run again to draw it.")
+    picks = [i for i in picks if i not in lacking]
     requests = [view.Request(name, by_id[i]["label"] + f" · {i[-4:]}", run_id=i, settings=settings) for i in picks]
 
     def draw(results):
@@ -453,7 +602,7 @@ def interpolate(name: str) -> None:
         st.caption("Initial weights: " + " · ".join(f"{k}: {r.get('init_source', '?')}" for k, r in results.items()))
         return figs
 
-    run_panel(name, requests, draw, None if requests else "Pick one or more runs.")
+    run_panel(name, requests, draw, None if requests else "Pick one or more runs with saved initial weights.")
 
 
 def landscape(name: str) -> None:
@@ -468,24 +617,36 @@ def landscape(name: str) -> None:
     picks = st.multiselect("Runs (a plain net and its residual twin, side by side)", list(by_id),
                            default=[d for d in default if d], max_selections=3, key="why_la_runs",
                            format_func=lambda i: run_choice_label(by_id[i]))
-    c1, c2, c3 = st.columns(3)
-    grid = c1.slider("Grid (points per side)", 5, 51, 11, 2, key="why_la_grid")
+    c1, c2, c3, c4 = st.columns(4)
+    paper = c4.checkbox("The paper's setting (51x51 grid, all training images)", False, key="why_la_paper",
+                        help="Li et al. evaluate a 51x51 grid on the whole CIFAR-10 training set: hours on a "
+                        "2-core CPU. The default grid and images fit a minute or two.")
+    grid = c1.slider("Grid (points per side)", 5, 51, 11, 2, key="why_la_grid", disabled=paper)
     span = c2.slider("Span (± along each direction)", 0.1, 2.0, 1.0, 0.1, key="why_la_span")
-    images = c3.number_input("Training images", 50, 5000, 500, 50, key="why_la_images")
-    settings = {"points": int(grid), "span": float(span), "images": int(images)}
+    images = c3.number_input("Training images", 50, 50000, 500, 50, key="why_la_images", disabled=paper)
+    scale = c4.radio("Loss shown as", ["paper", "log10"], key="why_la_scale", horizontal=True,
+                     format_func=lambda v: {"paper": "the paper's (raw-loss contours, clipped ln surface)",
+                                            "log10": "log₁₀ loss"}[v])
+    settings = {"points": 51 if paper else int(grid), "span": float(span), "images": 50000 if paper else int(images)}
     requests = [view.Request(name, by_id[i]["label"] + f" · {i[-4:]}", run_id=i, settings=settings) for i in picks]
 
     def draw(results):
         surfaces = {k: (r["x"], r["y"], r["loss"]) for k, r in results.items()}
-        figs = {"Contours": charts.landscape_contour_figure(surfaces),
-                "Surface": charts.landscape_surface_figure(surfaces)}
-        return show(figs, name)
+        figs = {"Contours": charts.landscape_contour_figure(surfaces, scale),
+                "Surface": charts.landscape_surface_figure(surfaces, scale)}
+        figs = show(figs, name)
+        notes = [f"{k}: {r['chaos_note']}" for k, r in results.items() if r.get("chaos_note")]
+        st.caption(" ".join(notes) + (" " if notes else "") + "The paper's plain-56 chaos needs a trained plain-56 "
+                   "(on CIFAR-10) here too: train one on the Train page to see it. "
+                   + " · ".join(f"{k}: {r['images']} images, {len(r['x'])}x{len(r['y'])} grid"
+                                for k, r in results.items()) + " (the paper: 50,000 images, 51x51).")
+        return figs
 
     run_panel(name, requests, draw, None if requests else "Pick one or more runs.")
 
 
 SECTIONS = {"gradient-flow": gradient_flow, "shattering": shattering, "paths": paths, "lesion": lesion,
-            "interpolate": interpolate, "landscape": landscape}
+            "responses": responses, "interpolate": interpolate, "landscape": landscape}
 for tab, analysis_name in zip(st.tabs([TAB_TITLES[n] for n in ORDER]), ORDER):
     with tab:
         section(analysis_name, SECTIONS[analysis_name])

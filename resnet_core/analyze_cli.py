@@ -23,7 +23,7 @@ SETTING_FLAGS = {
     "--batch-size": ("batch_size", int, "images per batch (gradient-flow: the batch measured)"),
     "--depths": ("depths", str, "gradient-flow, shattering: comma-separated depths to sweep, e.g. 8,20,56,110"),
     "--no-twin": ("twin", None, "gradient-flow, shattering: the given architecture only, not also its plain/residual twin"),
-    "--images": ("images", int, "lesion, interpolate, landscape: how many images"),
+    "--images": ("images", int, "lesion, interpolate, landscape, responses: how many images"),
     "--points": ("points", int, "shattering: inputs on the line; interpolate: alphas; landscape: grid points per axis"),
     "--span": ("span", float, "landscape: the grid covers -span..span in both directions"),
     "--draws": ("draws", int, "paths, lesion: random draws per length / count"),
@@ -52,6 +52,9 @@ def add_analyze_parser(subparsers) -> argparse.ArgumentParser:
             g.add_argument(flag, action="store_true", help=help_text)
         else:
             g.add_argument(flag, type=typ, default=None, help=help_text)
+    g.add_argument("--paper", action="store_true",
+                   help="the paper's setting where the default is smaller (lesion: 10,000 test images; paths: 1,000 "
+                        "draws; landscape: 51x51 grid on 50,000 images; ...): flags given beside it still win")
     g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="any other setting, the value as JSON (e.g. --set swaps=[1,2,4] --set bn=\"interpolate\")")
     p.add_argument("--out", default=None, help="directory for <analysis>.json, .html and .png")
@@ -147,6 +150,8 @@ def _analyze(a) -> dict:
 
         data = _data_cfg(a)
     settings = _settings(a, analysis)
+    if a.paper:
+        settings = {**(analysis.paper or {}), **settings}
     out = Path(a.out) if a.out else None
     if out is not None:
         if out.exists() and not out.is_dir():

@@ -21,7 +21,7 @@ from . import memory
 from .config import ConfigError, ModelConfig
 from .files import NotARegularFile, read_regular
 from .data_consts import CIFAR10_CLASSES, IMAGENET_MEAN, IMAGENET_STD
-from .models import CifarResNet, build_model
+from .models import CifarResNet, build_model, legacy_preact_stem
 
 FORMAT = "resnet-lab/1"
 
@@ -223,7 +223,7 @@ def load_checkpoint(source: str | Path | bytes | io.BytesIO, model_cfg: ModelCon
         except (KeyError, TypeError, ValueError, AttributeError) as e:  # ConfigError, JSONDecodeError too
             raise CheckpointError(f"{name}: malformed checkpoint ({_why(e)}); use another file") from None
         check_architecture(cfg, obj.get("state_dict"), name, size)
-        model = build_model(cfg)
+        model = build_model(cfg, legacy_preact_stem(cfg, obj["state_dict"]))  # pre-activation saved before the stem BN
         _load_into(model, obj["state_dict"], cfg.name)
         return LoadedModel(model.eval(), cfg, classes, mean, std, size, f"run checkpoint {name} (step {step})",
                            {"run_config": run_cfg, **meta})

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from .checkpoints import LoadedModel
 from .config import ConfigError, DataConfig
 from .data import iter_test_batches, load_dataset, load_folder
-from .probes import probes
+from .probes import std_from_moments, probes
 from .train import resolve_device
 
 
@@ -48,6 +48,7 @@ def evaluate_checkpoint(loaded: LoadedModel, data_cfg: DataConfig | None = None,
     n = 0
     sums = None
     batches = 0
+    moments, counts = None, None
     with probes(model) as ps:
         ps.armed = with_probes
         for x, y in iter_test_batches(ds, batch_size, dev, limit=max_batches):
@@ -60,6 +61,10 @@ def evaluate_checkpoint(loaded: LoadedModel, data_cfg: DataConfig | None = None,
             if with_probes:
                 stats = torch.cat(ps.device_stats(with_grads=False))
                 sums = stats if sums is None else sums + stats
+                m = ps.response_moments()
+                moments = m if moments is None else moments + m
+                c = ps.response_counts()
+                counts = c if counts is None else [a + b for a, b in zip(counts, c)]
                 batches += 1
     out = {"checkpoint": loaded.source, "model": loaded.model_cfg.name if loaded.model_cfg else None,
            "dataset": data_cfg.name, "images": n, "accuracy": (correct / max(n, 1)).item(),
@@ -71,7 +76,11 @@ def evaluate_checkpoint(loaded: LoadedModel, data_cfg: DataConfig | None = None,
         out["probes"] = {"blocks": ps.layout.blocks, "stages": ps.layout.stages,
                          "branch_response_std": split["branch_std"], "branch_ratio": split["branch_ratio"],
                          "activation_mean": split["act_mean"], "activation_std": split["act_std"],
-                         "dead_relu_fraction": split["dead_relu"]}
+                         "dead_relu_fraction": split["dead_relu"],
+                         # He et al. 2015, Fig. 7: the std of every BN output that follows a 3x3 conv, over all
+                         # elements of the layer's output across every image measured, in eval mode
+                         "layer_response_names": list(ps.layout.responses),
+                         "layer_response_std": std_from_moments(moments, counts)}
     return out
 
 

@@ -158,14 +158,19 @@ class FeatureInfo:
 class CifarResNet(nn.Module):
     """3x3 stem, three stages (16/32/64 x width), n blocks each, global average pool, linear head."""
 
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, legacy_preact_stem: bool = False):
         super().__init__()
         self.cfg = cfg
         block = BasicBlock if cfg.block == "basic" else Bottleneck
         n, widths = cfg.n, cfg.stage_widths   # 16/32/64 x width, rounded (width may be fractional)
         self.stem = nn.Sequential()
         self.stem.add_module("conv", _conv(3, widths[0], 3, 1, cfg.batchnorm))
-        if not cfg.preact:  # pre-activation blocks normalise their own input
+        # Pre-activation (He et al. 2016, their CIFAR code): BN-ReLU after the stem, before the first unit
+        # splits into branch and shortcut, so the first shortcut carries an activated input, not the raw
+        # convolution; that first unit then has no BN-ReLU of its own. ``legacy_preact_stem`` builds the
+        # earlier layout (stem conv only, BN-ReLU inside the first branch) for checkpoints saved with it.
+        preact_stem = cfg.preact and not legacy_preact_stem
+        if not cfg.preact or preact_stem:
             self.stem.add_module("bn", _norm(widths[0], cfg.batchnorm))
             self.stem.add_module("relu", nn.ReLU())
         self._cin = widths[0]
@@ -176,6 +181,9 @@ class CifarResNet(nn.Module):
             self.add_module(name, self._make_layer(block, planes, n, stride))
             for j in range(n):
                 infos.append(FeatureInfo(f"{name}.{j}", planes * block.expansion, 2 ** i, "block"))
+        if preact_stem:
+            first = self.layer1[0].branch
+            first.bn1, first.relu1 = nn.Identity(), nn.Identity()   # the stem's BN-ReLU took their place
         # Pre-activation nets end in BN-ReLU before pooling (He et al. 2016, Fig. 1b / appendix).
         self.head_act = nn.Sequential()
         if cfg.preact:
@@ -239,8 +247,15 @@ class CifarResNet(nn.Module):
         return [name for name, _ in self.weight_layers()]
 
 
-def build_model(cfg: ModelConfig) -> CifarResNet:
-    return CifarResNet(cfg)
+def build_model(cfg: ModelConfig, legacy_preact_stem: bool = False) -> CifarResNet:
+    return CifarResNet(cfg, legacy_preact_stem)
+
+
+def legacy_preact_stem(cfg: ModelConfig, state_dict: dict) -> bool:
+    """Whether ``state_dict`` holds a pre-activation net of the earlier layout (no BN after the stem, the first
+    block's own bn1): such checkpoints load into ``build_model(cfg, legacy_preact_stem=True)``."""
+    return bool(cfg.preact and cfg.batchnorm and "stem.bn.weight" not in state_dict
+                and "layer1.0.branch.bn1.weight" in state_dict)
 
 
 def count_params(model: nn.Module) -> int:

@@ -33,6 +33,12 @@ def _std_from_sums(s1: torch.Tensor, l2_norm: torch.Tensor, n: int) -> torch.Ten
     return ((s2 - s1 * s1 / n) / max(n - 1, 1)).clamp_min(0).sqrt().float()
 
 
+def _batch_stats_mode(bn: nn.Module) -> bool:
+    """Whether ``bn`` normalises with the batch's statistics and records them in its running variance."""
+    return bool(bn.training and bn.track_running_stats and bn.running_var is not None
+                and (bn.momentum is None or bn.momentum > 0))
+
+
 @dataclass(frozen=True)
 class ProbeLayout:
     """Names of everything the probes measure, in network order (input to output)."""
@@ -40,13 +46,36 @@ class ProbeLayout:
     layers: list[str]   # weight layers (conv, linear): gradient norms
     blocks: list[str]   # residual/plain blocks: branch response std and ||F(x)||/||x||
     stages: list[str]   # stages: activation mean/std, dead-ReLU fraction
+    responses: list[str] = ()  # BN layers right after a 3x3 conv: their output std (He et al. 2015, Fig. 7)
 
     def to_dict(self) -> dict:
-        return {"layers": self.layers, "blocks": self.blocks, "stages": self.stages}
+        return {"layers": self.layers, "blocks": self.blocks, "stages": self.stages,
+                "layer_response_names": list(self.responses)}
+
+
+def response_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """Every BatchNorm that directly follows a 3x3 convolution, in network order, by module path: the layers
+    whose outputs He et al. (2015, §4.2, Fig. 7) measure, "after BN and before other nonlinearity". For a
+    post-activation basic block: the stem's BN and each block's bn1 and bn2. For a pre-activation block
+    only bn2 qualifies (the second 3x3 conv's output enters the addition with no BN after it: the paper's
+    quantity is undefined there), and the stem's BN when the stem has one. For bottlenecks: the BN after the
+    middle 3x3 conv (the paper's Fig. 7 plots its basic-block nets only)."""
+    out = []
+    for name, m in model.named_modules():
+        if not isinstance(m, nn.Sequential):
+            continue
+        children = list(m.named_children())
+        for (_, prev), (cname, child) in zip(children, children[1:]):
+            if (isinstance(child, nn.BatchNorm2d) and isinstance(prev, nn.Conv2d)
+                    and tuple(prev.kernel_size) == (3, 3)):
+                out.append((f"{name}.{cname}" if name else cname, child))
+    order = {n: i for i, (n, _) in enumerate(model.named_modules())}
+    return sorted(out, key=lambda t: order[t[0]])
 
 
 def probe_layout(model: CifarResNet) -> ProbeLayout:
-    return ProbeLayout(model.layer_names, [n for n, _ in model.named_blocks()], [n for n, _ in model.stages()])
+    return ProbeLayout(model.layer_names, [n for n, _ in model.named_blocks()], [n for n, _ in model.stages()],
+                       [n for n, _ in response_layers(model)])
 
 
 class ProbeSet:
@@ -68,12 +97,22 @@ class ProbeSet:
         self._act_mean = [None] * n_stages
         self._act_std = [None] * n_stages
         self._dead = [[] for _ in range(n_stages)]
+        self._responses = [m for _, m in response_layers(model)]
+        self._resp = [None] * len(self._responses)   # (sum, L2 norm, count) of each response layer's output
+        self._rv_before = None
+        self._channels = [m.num_features for m in self._responses]
+        self._channels_t = torch.tensor(self._channels, dtype=torch.long)
+        self._layer_index = torch.repeat_interleave(torch.arange(len(self._channels)), self._channels_t)
 
     # --- hook installation ---------------------------------------------------------------------
     def _register(self) -> None:
         for i, (_, block) in enumerate(self.model.named_blocks()):
             self._handles.append(block.register_forward_pre_hook(self._block_input_hook(i)))
             self._handles.append(block.branch.register_forward_hook(self._branch_hook(i)))
+        if self._responses:
+            self._handles.append(self.model.register_forward_pre_hook(self._snapshot_hook))
+        for j, m in enumerate(self._responses):
+            self._handles.append(m.register_forward_hook(self._response_hook(j)))
         for s, (_, stage) in enumerate(self.model.stages()):
             self._handles.append(stage.register_forward_hook(self._stage_hook(s)))
             for m in stage.modules():
@@ -99,6 +138,74 @@ class ProbeSet:
                 self._branch_std[i] = _std_from_sums(s1, norm, f.numel())
                 self._branch_ratio[i] = norm / self._block_in[i].clamp_min(1e-12)
         return hook
+
+    def _snapshot_hook(self, module, args):
+        # the running variances before this forward pass, all layers in one copy: their update by the pass
+        # gives each channel's batch variance without another pass over the activations
+        if self.armed and any(_batch_stats_mode(m) for m in self._responses):
+            self._rv_before = torch.cat([m.running_var.detach() for m in self._responses])
+
+    def _response_hook(self, j):
+        def hook(module, args, out):
+            if not self.armed:
+                return
+            if _batch_stats_mode(module) and self._rv_before is not None:
+                self._resp[j] = ("batch", out.numel())     # computed for every layer at once in _batch_moments
+            else:  # eval mode (running statistics): the output's own moments, one pass each
+                s1, norm = _sum_and_norm(out.detach())
+                self._resp[j] = (s1, norm, out.numel())
+        return hook
+
+    def _batch_moments(self) -> list | None:
+        """Training mode: BN normalises each channel with the batch's own statistics, so its output has mean
+        β_c and variance γ_c²·σ_c²/(σ_c² + eps) exactly; σ_c² (biased) comes from the running variance's
+        update by this pass. O(channels) for all layers together, in a few vectorised ops: (sum, L2 norm)
+        per layer, or None when no layer was in that mode."""
+        if self._rv_before is None or not any(isinstance(r, tuple) and r[0] == "batch" for r in self._resp):
+            return None
+        mods = self._responses
+        acc = torch.float64 if mods[0].running_var.dtype == torch.float64 else torch.float32
+        after = torch.cat([m.running_var.detach() for m in mods]).to(acc)
+        before = self._rv_before.to(acc)
+        self._rv_before = None
+        counts = self._channels
+        numel = [r[1] if isinstance(r, tuple) and r[0] == "batch" else 0 for r in self._resp]
+        n_layer = [max(k // c, 1) for k, c in zip(numel, counts)]
+        m_layer = [m.momentum if m.momentum is not None else 1.0 / max(float(m.num_batches_tracked), 1.0) for m in mods]
+        dev = after.device
+        mom = torch.repeat_interleave(torch.tensor(m_layer, dtype=acc, device=dev), self._channels_t.to(dev))
+        n = torch.repeat_interleave(torch.tensor(n_layer, dtype=acc, device=dev), self._channels_t.to(dev))
+        eps = torch.repeat_interleave(torch.tensor([m.eps for m in mods], dtype=acc, device=dev),
+                                      self._channels_t.to(dev))
+        var = (((after - (1 - mom) * before) / mom) * (n - 1) / n).clamp_min(0)
+        gamma = torch.cat([m.weight.detach() if m.weight is not None else torch.ones_like(m.running_var)
+                           for m in mods]).to(acc)
+        beta = torch.cat([m.bias.detach() if m.bias is not None else torch.zeros_like(m.running_var)
+                          for m in mods]).to(acc)
+        idx = self._layer_index.to(dev)
+        s1 = torch.zeros(len(mods), dtype=acc, device=dev).index_add_(0, idx, n * beta)
+        s2 = torch.zeros(len(mods), dtype=acc, device=dev).index_add_(0, idx, n * (gamma * gamma * var / (var + eps)
+                                                                                  + beta * beta))
+        return [(s1[j], s2[j].sqrt()) for j in range(len(mods))]
+
+    def _fill_batch_moments(self) -> None:
+        batch = self._batch_moments()
+        if batch is not None:
+            self._resp = [(batch[j][0], batch[j][1], r[1]) if isinstance(r, tuple) and r[0] == "batch" else r
+                          for j, r in enumerate(self._resp)]
+
+    def response_moments(self) -> torch.Tensor:
+        """(2, n_responses) float64 on the device: the sum and the sum of squares of each response layer's
+        output in the last armed forward pass, to be added up over batches (``std_from_moments``)."""
+        self._fill_batch_moments()
+        z = torch.zeros((), dtype=torch.float64, device=self._weights[0].device)
+        rows = [torch.stack([r[0].double(), r[1].double() ** 2]) if r is not None else torch.stack([z, z])
+                for r in self._resp]
+        return torch.stack(rows, 1) if rows else z.new_zeros(2, 0)
+
+    def response_counts(self) -> list[int]:
+        self._fill_batch_moments()
+        return [r[2] if r is not None else 0 for r in self._resp]
 
     def _stage_hook(self, s):
         def hook(module, args, out):
@@ -128,8 +235,10 @@ class ProbeSet:
         z = torch.zeros((), device=self._weights[0].device)
         pick = lambda xs: torch.stack([x if x is not None else z for x in xs]) if xs else z.new_zeros(0)
         dead = [torch.stack(d).mean() if d else z for d in self._dead]
+        self._fill_batch_moments()
+        resp = [_std_from_sums(r[0], r[1], r[2]) if r is not None else None for r in self._resp]
         parts = [pick(self._branch_std), pick(self._branch_ratio), pick(self._act_mean),
-                 pick(self._act_std), pick(dead)]
+                 pick(self._act_std), pick(dead), pick(resp)]
         if with_grads:
             parts.insert(0, self.grad_norms())
         for d in self._dead:
@@ -138,13 +247,26 @@ class ProbeSet:
 
     def split(self, host: list[float], with_grads: bool = True) -> dict[str, list[float]]:
         """Inverse of the concatenation of ``device_stats`` after one host copy."""
-        keys = (["grad_norm"] if with_grads else []) + ["branch_std", "branch_ratio", "act_mean", "act_std", "dead_relu"]
-        sizes = ([len(self.layout.layers)] if with_grads else []) + [len(self.layout.blocks)] * 2 + [len(self.layout.stages)] * 3
+        keys = (["grad_norm"] if with_grads else []) + ["branch_std", "branch_ratio", "act_mean", "act_std", "dead_relu",
+                                                        "layer_response_std"]
+        sizes = (([len(self.layout.layers)] if with_grads else []) + [len(self.layout.blocks)] * 2
+                 + [len(self.layout.stages)] * 3 + [len(self.layout.responses)])
         out, i = {}, 0
         for k, n in zip(keys, sizes):
             out[k] = host[i:i + n]
             i += n
         return out
+
+
+def std_from_moments(moments: torch.Tensor, counts: list[int]) -> list[float]:
+    """Sample std per layer from summed (2, L) moments (sum, sum of squares) and element counts: the std
+    over all elements of a layer's output across every image measured."""
+    m = moments.double().cpu()
+    out = []
+    for j, n in enumerate(counts):
+        s1, s2 = m[0, j].item(), m[1, j].item()
+        out.append(max((s2 - s1 * s1 / n) / max(n - 1, 1), 0.0) ** 0.5 if n > 0 else float("nan"))
+    return out
 
 
 @contextmanager

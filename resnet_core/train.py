@@ -28,7 +28,7 @@ from .config import RunConfig, TrainConfig
 from .data import BatchLoader, Dataset, iter_test_batches, load_dataset
 from .distributed import DistContext, inject_failure, injected_failure_step
 from . import memory
-from .models import CifarResNet, build_model, count_params
+from .models import CifarResNet, build_model, count_params, legacy_preact_stem
 from .probes import feature_maps, probe_layout, probes
 
 Event = dict
@@ -134,8 +134,8 @@ def train(cfg: RunConfig, on_event: OnEvent | None = None, stop: threading.Event
     # would interleave their draws and neither init would match the same seed's CLI run.
     with _MODEL_INIT_LOCK:
         torch.manual_seed(tc.seed)
-        if model is None:
-            model = build_model(cfg.model)
+        if model is None:  # a pre-activation run saved before the stem's BN resumes in its own layout
+            model = build_model(cfg.model, resume is not None and legacy_preact_stem(cfg.model, resume["model"]))
     if resume is not None:
         model.load_state_dict(resume["model"])
     cuda = device.type == "cuda"

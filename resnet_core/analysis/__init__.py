@@ -11,6 +11,7 @@ is the entry point the CLI (``python -m resnet_core analyze``) and the dashboard
     lesion.py          deleting and reordering blocks, x_L = x_l + sum F (Veit et al. 2016)
     landscape.py       init -> trained interpolation (Goodfellow et al. 2015), filter-normalised 2-D
                        surfaces (Li et al. 2018)
+    responses.py       the std of every BN output after a 3x3 conv of a trained net (He et al. 2015, Fig. 7)
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ import dataclasses
 
 from ..config import ConfigError, DataConfig, ModelConfig
 from .base import (Analysis, AnalysisContext, AnalysisError, Cancelled, ModelSource, PeakMemory, cache_path,
-                   forward_rate, merge_settings, read_cache, write_cache)
+                   forward_rate, merge_settings, read_cache, setting_used, write_cache)
 
 ANALYSES: dict[str, Analysis] = {}
 
@@ -37,7 +38,7 @@ def register(analysis: Analysis) -> Analysis:
 
 from . import gradient_flow  # noqa: E402  (each module registers its analysis)
 
-for _module in ("shattering", "paths", "lesion", "landscape"):
+for _module in ("shattering", "paths", "lesion", "landscape", "responses"):
     try:
         __import__(f"{__name__}.{_module}")
     except ModuleNotFoundError as _e:  # a module not written yet; the others work
@@ -146,7 +147,8 @@ def run_analysis(name: str, source: ModelSource, *, data: DataConfig | None = No
         raise AnalysisError(f"{_user_error(e)}{hint}") from None
     except (ConfigError, CheckpointError, FileNotFoundError) as e:
         raise _user_error(e) from None
-    result = {"analysis": name, "settings": merged, "source": source.describe(),
+    result = {"analysis": name, "settings": merged, "setting_used": setting_used(analysis, merged),
+              "paper_settings": dict(analysis.paper or {}), "source": source.describe(),
               "data": ctx.resolved_data_config().to_dict(), "device": str(ctx.device),
               **result, "seconds": round(seconds, 4)}
     result.setdefault("peak_memory_mb", round(mem.mb, 1))

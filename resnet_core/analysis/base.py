@@ -67,6 +67,16 @@ class Analysis:
     # cost(ctx, settings) -> (forward-pass multiply-adds, "441 grid points x 500 images x 1 forward")
     cost: Callable | None = None
     check: Callable | None = None   # check(settings) -> None; raises AnalysisError for a bad value
+    # the paper's own setting where the default is smaller (images, draws, grid): one flag (``--paper``) or
+    # one click away; every result says which was used (``setting_used``)
+    paper: dict | None = None
+
+
+def setting_used(analysis: Analysis, settings: dict) -> str:
+    """"the paper's" or what was reduced, e.g. "reduced: images 1000 (the paper's 10000)"."""
+    paper = analysis.paper or {}
+    smaller = [f"{k} {settings.get(k)} (the paper's {v})" for k, v in paper.items() if settings.get(k) != v]
+    return "the paper's" if not smaller else "reduced: " + ", ".join(smaller)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -221,10 +231,11 @@ class AnalysisContext:
             model = build_model(cfg)
         return model.to(self.device)
 
-    def initial_model(self) -> tuple[torch.nn.Module, str]:
+    def initial_model(self, saved_only: bool = False) -> tuple[torch.nn.Module, str]:
         """The trained model's weights at step 0: a run's saved ``checkpoints/init.pt`` when present, else
-        redrawn from the run's seed (``train`` seeds the global RNG and builds the model, so on the CPU the
-        redraw is exact), else, for a community checkpoint, a fresh draw with seed 0."""
+        redrawn from the run's seed, else, for a community checkpoint, a fresh draw with seed 0. With
+        ``saved_only`` only the saved weights count (a redraw is a net at initialisation, not necessarily
+        this net's own start): without them it raises ``AnalysisError`` saying so."""
         from ..checkpoints import CheckpointError, load_checkpoint
 
         if self.source.run_id is not None:
@@ -233,13 +244,22 @@ class AnalysisContext:
                 try:
                     return load_checkpoint(init).model.to(self.device), "saved at step 0 (checkpoints/init.pt)"
                 except CheckpointError:
-                    pass
+                    if saved_only:
+                        raise AnalysisError(f"run {self.source.run_id}'s checkpoints/init.pt cannot be read: "
+                                            "train the run again to get its initial weights") from None
+            if saved_only:
+                raise AnalysisError(f"run {self.source.run_id} saved no initial weights (checkpoints/init.pt; "
+                                    "runs trained before runs saved them lack it): train it again to draw the "
+                                    "line from its real initial weights")
             return self.fresh_model(), f"redrawn from the run's seed {self.seed()} (the run saved no init.pt)"
         if self.source.checkpoint is not None:
             path = Path(self.source.checkpoint)
             sibling = path.parent / "init.pt"
             if path.parent.name == "checkpoints" and sibling.is_file() and sibling != path:
                 return load_checkpoint(sibling).model.to(self.device), f"saved at step 0 ({sibling})"
+            if saved_only:
+                raise AnalysisError(f"{path.name} carries no initial weights (no init.pt beside it): choose a "
+                                    "stored run trained here, which saves them")
             return (self.fresh_model(self.trained().model_cfg, 0),
                     "a fresh draw with seed 0 (the checkpoint carries no initial weights)")
         return self.fresh_model(), "a fresh draw"
@@ -262,7 +282,10 @@ class AnalysisContext:
     def dataset(self):
         """The data set, normalised as the model expects (a checkpoint's own mean and std)."""
         if "dataset" not in self._cache:
-            ds = _load_dataset_cached(self.resolved_data_config())
+            cfg = self.resolved_data_config()
+            # A folder the user points an analysis at is scored whole, every image (as ``evaluate`` does); the
+            # 80/20 split stays for training, and for a run's own folder, whose held-out 20% is its test set.
+            ds = _load_dataset_cached(cfg, whole=self.data_config is not None and cfg.name == "folder")
             if self.source.config is None:
                 loaded = self.trained()
                 n_out = loaded.model.fc.out_features
@@ -287,9 +310,11 @@ class AnalysisContext:
 
 
 @functools.lru_cache(maxsize=2)  # a run's analyses one after another reuse its data; CIFAR-10 is ~180 MB
-def _load_dataset_cached(cfg: DataConfig):
-    from ..data import load_dataset
+def _load_dataset_cached(cfg: DataConfig, whole: bool = False):
+    from ..data import load_dataset, load_folder
 
+    if whole:  # every image in both splits: the test split is the whole folder
+        return load_folder(cfg.path, size=cfg.image_size, whole=True)
     return load_dataset(cfg)
 
 

@@ -20,10 +20,20 @@ def panels(r: dict) -> list[dict]:
     name = r["analysis"]
     if name == "gradient-flow":
         idx = list(range(len(r["blocks"])))
-        out = [_line(f"‖∂L/∂x_l‖ by block, {r['model']}", "block", "gradient norm",
+        out = [_line(f"gradient per element (RMS) by block, {r['model']}", "block", "RMS gradient",
+                     [{"name": r["model"], "x": idx, "y": r["rms_input_grad"]}], logy=True),
+               _line(f"‖∂L/∂x_l‖ by block (raw), {r['model']}", "block", "gradient norm",
                      [{"name": r["model"], "x": idx, "y": r["input_grad_norm"]}], logy=True),
-               _line("branch share of the backward signal", "block", "‖J_Fᵀu‖ / (‖Sᵀu‖ + ‖J_Fᵀu‖)",
-                     [{"name": r["model"], "x": idx, "y": r["branch_share"]}])]
+               _line("branch's energy share of the gradient (shortcut: the rest)", "block", "⟨J_Fᵀu, g⟩ / ‖g‖²",
+                     [{"name": r["model"], "x": idx, "y": r["branch_energy_share"]}])]
+        if r.get("plus_one"):
+            pre, post = r["plus_one"]["pre-activation"], r["plus_one"]["post-activation"]
+            out.append(_line("the '+1': pre-activation beside post-activation (RMS gradient)", "block", "RMS gradient",
+                             [{"name": f"{p['model']} {k}", "x": list(range(len(p["blocks"]))), "y": p["rms_input_grad"]}
+                              for k, p in (("pre-activation", pre), ("post-activation", post))], logy=True))
+            out.append(_line("share of the output gradient passing the output ReLU", "block", "‖u‖ / ‖v‖",
+                             [{"name": k, "x": list(range(len(p["blocks"]))), "y": p["output_relu_pass"]}
+                              for k, p in (("pre-activation", pre), ("post-activation", post))]))
         if r.get("sweep"):
             out.insert(1, _line("‖∂L/∂x_l‖ by block, all depths", "block", "gradient norm",
                                 [{"name": e["model"], "x": list(range(len(e["blocks"]))), "y": e["input_grad_norm"]}
@@ -37,9 +47,17 @@ def panels(r: dict) -> list[dict]:
             out.insert(2, _line("‖∂L/∂x_0‖ / ‖∂L/∂x_L‖ against depth", "depth", "ratio", series, logx=True, logy=True))
         return out
     if name == "shattering":
-        return [_line("autocorrelation of the input-gradient along the line", "lag", "correlation",
-                      [{"name": f"{m['model']} {m['label']}", "x": list(range(len(m["autocorrelation"]))),
-                        "y": m["autocorrelation"]} for m in r["models"]]),
+        return [_line("autocorrelation of each pixel's gradient along the line (mean over pixels)", "lag",
+                      "autocorrelation",
+                      [{"name": f"{m['model']} {m['label']}", "x": list(range(len(m["autocorrelation_along_line"]))),
+                        "y": m["autocorrelation_along_line"]} for m in r["models"]]),
+                _line("power spectrum of the gradient along the line", "frequency", "share of the power",
+                      [{"name": f"{m['model']} {m['label']} (slope {m['spectrum_slope']:.2f})",
+                        "x": m["spectrum_frequency"], "y": m["power_spectrum"]} for m in r["models"]],
+                      logx=True, logy=True),
+                _line("correlation across pixels of gradient maps k apart (second view)", "lag", "correlation",
+                      [{"name": f"{m['model']} {m['label']}", "x": list(range(len(m["cross_pixel_correlation"]))),
+                        "y": m["cross_pixel_correlation"]} for m in r["models"]]),
                 _line("gradient of one pixel along the line", "t", "∂f/∂x",
                       [{"name": f"{m['model']} {m['label']}", "x": r["t"], "y": m["trace"]} for m in r["models"]])]
     if name == "paths":
@@ -49,8 +67,9 @@ def panels(r: dict) -> list[dict]:
         if "gradient_by_length" in r:
             out += [_line("gradient carried by one path of length k", "path length k", "‖gradient‖",
                           [{"name": "per path", "x": r["lengths"], "y": r["gradient_by_length"]}], logy=True),
-                    _line("total gradient by path length", "path length k", "share of the gradient",
-                          [{"name": "paths x gradient", "x": r["lengths"], "y": r["gradient_share_by_length"]}])]
+                    _line(f"share of ‖g‖² by path length (‖g‖ = {r['full_gradient_norm']:.3g})", "path length k",
+                          "C(n,k) E‖g_k‖² / ‖g‖²",
+                          [{"name": "energy share", "x": r["lengths"], "y": r["gradient_energy_share_by_length"]}])]
         return out
     if name == "lesion":
         single = [s for s in r["single"]]
@@ -70,8 +89,14 @@ def panels(r: dict) -> list[dict]:
                       [{"name": "loss", "x": r["alphas"], "y": r["loss"]}], logy=True),
                 _line("accuracy", "alpha", "accuracy", [{"name": "accuracy", "x": r["alphas"], "y": r["accuracy"]}])]
     if name == "landscape":
-        return [{"kind": "heatmap", "title": f"loss around {r['model']} (filter-normalised directions)",
-                 "xlabel": "direction 1", "ylabel": "direction 2", "x": r["x"], "y": r["y"], "z": r["loss"]}]
+        return [{"kind": "heatmap", "title": f"ln(min(loss, 10) + 0.1) around {r['model']} (filter-normalised "
+                 "directions, Li et al.'s surface)", "xlabel": "direction 1", "ylabel": "direction 2", "x": r["x"],
+                 "y": r["y"], "z": r["loss_clipped_log"]}]
+    if name == "responses":
+        idx = list(range(1, len(r["layer_response_std"]) + 1))
+        return [_line(f"std of every BN output after a 3x3 conv, {r['model']} (Fig. 7)", "layer", "std",
+                      [{"name": "by layer", "x": idx, "y": r["layer_response_std"]},
+                       {"name": "sorted", "x": idx, "y": r["sorted_std"]}])]
     return []
 
 

@@ -8,6 +8,18 @@ invariance of ReLU nets with BN cannot make one net look flatter than another. B
 a zero direction; BN running statistics stay those of the trained net, and the net is evaluated in eval
 mode. The loss is the mean cross-entropy on a fixed subset of training images.
 
+The papers' methods. Li et al. (2018, §4-6, Figs. 5-6): the whole CIFAR-10 training set, a 51x51 grid over
+[-1, 1]², raw-loss contours at levels 0.1 to 10 (step 0.5, their ``plot_2D.py``) and surfaces of
+ln(min(loss, 10) + 0.1); plain nets are nearly convex at 20 layers and chaotic from 56. Goodfellow et al.
+(2015, §2): the loss along (1 - α)·θ_0 + α·θ_1 from the net's own initial weights θ_0; BN running
+statistics here move with the weights (``bn: "interpolate"``, the default; held at the nearer end outside
+[0, 1], where linear extrapolation makes variances negative), recomputing them at each α is
+``bn: "recompute"``; runs without their saved initial weights (``checkpoints/init.pt``) are refused.
+
+Departures: 500 training images and a 21x21 grid by default (the page's time budget on a 2-core CPU; the
+paper's grid is ``points=51`` and its data ``images=50000``); log10 views of the loss stay as an option in
+the charts; no claim of chaos is made for a net shallower than 56 layers or residual (``chaos_note``).
+
 Every grid point is a forward pass of the whole subset: ``torch.func.functional_call`` evaluates the net
 with the shifted weights without touching the model, and ``vmap`` over stacked weights evaluates several
 grid points in one batched pass. Which is faster depends on the device: bench/analysis_speed.py measures
@@ -190,10 +202,19 @@ def _recompute_bn(model: nn.Module, params: dict, buffers: dict, x: torch.Tensor
     return fresh
 
 
+def interpolated_buffers(initial: dict, trained: dict, a: float) -> dict:
+    """BN running statistics at α: (1 - α)·initial + α·trained on [0, 1], held at the nearer end beyond it.
+    Extrapolated linearly they break: a running variance crosses zero before α = 0 wherever the trained
+    one is over 3x the initial at α = -0.5 (measured: NaN losses for α up to -0.35 on trained ResNet-20s
+    and plain-20s, even with the variance clamped at 0, since BN's eps alone then scales by 300)."""
+    a = min(max(float(a), 0.0), 1.0)
+    return {k: ((1 - a) * initial[k] + a * v) if v.is_floating_point() else v for k, v in trained.items()}
+
+
 def interpolate(ctx: AnalysisContext, s: dict) -> dict:
     loaded = ctx.trained()
     trained = loaded.model.eval()
-    initial, init_source = ctx.initial_model()
+    initial, init_source = ctx.initial_model(saved_only=True)
     initial.eval()
     x, y = ctx.images(s["images"], split=s["split"])
     alphas = linspace(s["alpha_min"], s["alpha_max"], s["points"])
@@ -206,14 +227,13 @@ def interpolate(ctx: AnalysisContext, s: dict) -> dict:
         if s["bn"] == "recompute":
             buffers = _recompute_bn(trained, params, t_buffers, x, s["batch_size"])
         else:  # interpolate the running statistics along with the weights
-            buffers = {k: ((1 - a) * i_buffers[k] + a * t_buffers[k]) if v.is_floating_point() else v
-                       for k, v in t_buffers.items()}
+            buffers = interpolated_buffers(i_buffers, t_buffers, a)
         r = (evaluate_params(trained, params, buffers, x, y, s["batch_size"]) / n).tolist()
         loss.append(r[0])
         acc.append(r[1])
         ctx.report((j + 1) / len(alphas), f"alpha {a:+.2f}")
     return {"alphas": alphas, "loss": loss, "accuracy": acc, "images": int(n), "split": s["split"],
-            "init_source": init_source,
+            "init_source": init_source, "bn": s["bn"],
             "model": loaded.model_cfg.name if loaded.model_cfg else loaded.source}
 
 
@@ -237,9 +257,34 @@ def landscape(ctx: AnalysisContext, s: dict) -> dict:
     method = _method(ctx, s)
     r = loss_surface(model, d1, d2, xs, ys, x, y, batch_size=s["batch_size"], method=method,
                      points_per_pass=s["points_per_pass"], report=ctx.report)
-    return {"x": xs, "y": ys, **r, "images": int(x.shape[0]), "method": method, "direction_seed": s["seed"],
+    import math
+
+    # the paper's surface plots: ln(min(loss, 10) + 0.1) (Li et al. 2018, their plot_surface.py); contours
+    # of the raw loss at levels 0.1 to 10 are drawn from ``loss`` itself
+    clipped = [[math.log(min(v, 10.0) + 0.1) if math.isfinite(v) else math.log(10.1) for v in row] for row in r["loss"]]
+    cfg = loaded.model_cfg
+    if depth_supports_chaos(cfg):
+        chaos_note = None
+    elif cfg is not None and cfg.residual:
+        chaos_note = ("Li et al. find residual nets' landscapes nearly convex at every depth they tried: no claim "
+                      "of chaos is made for this net.")
+    else:
+        chaos_note = ("Li et al. find plain nets' landscapes still nearly convex at 20 layers; chaos appears from "
+                      "about 56 layers (plain-56 trained on CIFAR-10), so no claim of chaos is made for this net.")
+    return {"x": xs, "y": ys, **r, "loss_clipped_log": clipped, "contour_levels": CONTOUR_LEVELS,
+            "chaos_note": chaos_note, "images": int(x.shape[0]), "method": method, "direction_seed": s["seed"],
             "model": loaded.model_cfg.name if loaded.model_cfg else loaded.source,
             "loss_min": min(min(row) for row in r["loss"]), "loss_max": max(max(row) for row in r["loss"])}
+
+
+# raw-loss contour levels of Li et al.'s plot_2D.py (vmin 0.1, vmax 10, vlevel 0.5)
+CONTOUR_LEVELS = [round(0.1 + 0.5 * i, 1) for i in range(20)]
+
+
+def depth_supports_chaos(cfg) -> bool:
+    """Whether a claim about chaotic landscapes can rest on this net: Li et al. (2018, Fig. 5) see it in plain
+    nets from 56 layers on; at 20 they are still nearly convex, and residual nets stay convex."""
+    return cfg is not None and not cfg.residual and cfg.depth >= 56
 
 
 def _check_common(s: dict) -> None:
@@ -297,12 +342,14 @@ register(Analysis(
         "Goodfellow et al. (2015) evaluate the loss on the straight line from a net's initial weights "
         "(alpha = 0) to its trained ones (alpha = 1), and a little beyond. For many nets the loss falls "
         "smoothly and monotonically along it: no barrier separates the start from the solution, even though "
-        "training took a winding path. Compare a residual net with its plain twin: look for bumps, plateaus "
-        "and how sharply the loss rises past alpha = 1."),
+        "training took a winding path. The line needs the run's own initial weights (checkpoints/init.pt); "
+        "BN's running statistics are interpolated with the weights (recomputing them at each alpha is an "
+        "option). Compare a residual net with its plain twin: look for bumps, plateaus and how sharply the "
+        "loss rises past alpha = 1."),
     needs="trained",
     defaults={"points": 41, "alpha_min": -0.5, "alpha_max": 1.5, "images": 500, "batch_size": 500,
-              "bn": "recompute", "split": "train"},
-    fn=interpolate, cost=_cost_interpolate, check=_check_interpolate,
+              "bn": "interpolate", "split": "train"},
+    fn=interpolate, cost=_cost_interpolate, check=_check_interpolate, paper={"images": 50000},
 ))
 
 ANALYSIS = register(Analysis(
@@ -310,12 +357,13 @@ ANALYSIS = register(Analysis(
     title="Loss landscape around the trained weights",
     caption=(
         "Li et al. (2018) draw the loss around a trained net along two random directions, each rescaled "
-        "filter by filter to the size of the weights so that nets can be compared fairly. Deep plain nets "
-        "sit in chaotic, sharply walled landscapes; their residual twins in wide, nearly convex bowls, which "
-        "is why they are easy to train. Compare the two surfaces on one colour scale: look at the width of "
-        "the central basin and at the ridges and pits around it."),
+        "filter by filter to the size of the weights so that nets can be compared fairly: raw-loss contours "
+        "at levels 0.1 to 10 and surfaces of ln(min(loss, 10) + 0.1). Their plain nets are still nearly "
+        "convex at 20 layers and turn chaotic from about 56 (plain-56 and deeper, trained on CIFAR-10), while "
+        "residual nets keep a wide convex basin at every depth. Compare surfaces on one colour scale: the "
+        "width of the central basin, and, for a deep plain net only, ridges and pits around it."),
     needs="trained",
     defaults={"points": 21, "span": 1.0, "images": 500, "batch_size": 500, "seed": 0, "method": "auto",
               "points_per_pass": 4},
-    fn=landscape, cost=_cost_landscape, check=_check_landscape,
+    fn=landscape, cost=_cost_landscape, check=_check_landscape, paper={"points": 51, "images": 50000},
 ))

@@ -1,16 +1,22 @@
 """Shattered gradients (Balduzzi et al. 2017): how the input-gradient changes between nearby inputs.
 
-Along a straight line of inputs between two images, x(t) = (1 - t)·a + t·b, the gradient of one class's
-logit with respect to the input, g(t) = ∂f_c/∂x at x(t), is computed at every point. In a deep plain net
-the gradients of neighbouring inputs are nearly uncorrelated, like white noise ("shattered"); in a residual
-net they stay correlated over long stretches of the line, like a smooth curve, which is what makes them
-useful to a gradient-based optimiser. The measures: the Pearson correlation of g(t_i) and g(t_{i+k}) over
-the input's pixels, averaged over i, for each lag k (k = 1: neighbours; k = 0 is 1 by definition), and
-one pixel's gradient along the line, to be seen.
+The paper's method (§2, Figs. 1-3): inputs along a 1-D line, the gradient of the output with respect to
+the input at each of 256 points, and the autocorrelation of that gradient along the line: white noise
+(autocorrelation gone at lag 1, a flat power spectrum) for deep plain nets, brown noise (slowly decaying
+autocorrelation, power falling as 1/f²) for residual nets. Here the line runs between two test images,
+x(t) = (1 - t)·a + t·b, and the gradient of one class's logit, g(t) = ∂f_c/∂x at x(t), is taken at every
+point. Every input coordinate (pixel and channel) gives one series g_d(t) along the line; the statistic
+``autocorrelation_along_line`` is its centred autocorrelation by lag, averaged over coordinates, and
+``power_spectrum`` its mean power by frequency, with the fitted log-log ``spectrum_slope`` (about 0 for
+white noise, -2 for brown). The earlier statistic stays as a second, named view:
+``cross_pixel_correlation``, the Pearson correlation across coordinates of the whole gradient maps at
+t_i and t_{i+k}, averaged over i.
 
-The gradient of one input must not depend on the others, so BatchNorm runs in eval mode: a trained net
-with its own running statistics; a net at initialisation with statistics measured first on a batch of
-training images (a cumulative average in training mode), the normalisation its first steps would see.
+Departures: the paper's line is in a 1-D input space of small fully connected nets (and a CIFAR-10 line
+for its ResNets); here a line between two 3,072-dimensional images, each coordinate a series. The gradient
+of one input must not depend on the others, so BatchNorm runs in eval mode: a trained net with its own
+running statistics; a net at initialisation with statistics measured first on a batch of training images
+(a cumulative average in training mode), the normalisation its first steps would see.
 """
 from __future__ import annotations
 
@@ -64,14 +70,53 @@ def autocorrelation(g: torch.Tensor, max_lag: int) -> torch.Tensor:
     return torch.stack(out)
 
 
+def line_autocorrelation(g: torch.Tensor, max_lag: int) -> torch.Tensor:
+    """Balduzzi et al.'s statistic: each coordinate's gradient as a series along the line, centred over the
+    line, its autocorrelation R_d(k) = Σ_t c_d(t) c_d(t+k) / Σ_t c_d(t)² (the usual biased estimator),
+    averaged over the coordinates whose series is not constant. (max_lag + 1,); 1 at lag 0."""
+    c = g.to(torch.float64)
+    c = c - c.mean(0, keepdim=True)                          # (P, D): centred along the line
+    energy = (c * c).sum(0)                                  # (D,)
+    live = energy > 0
+    if not bool(live.any()):
+        return torch.zeros(max_lag + 1, dtype=torch.float64, device=g.device)
+    c, energy = c[:, live], energy[live]
+    p = c.shape[0]
+    out = [((c[: p - k] * c[k:]).sum(0) / energy).mean() for k in range(max_lag + 1)]
+    return torch.stack(out)
+
+
+def power_spectrum(g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The mean over coordinates of each centred series' power |FFT|² along the line, normalised to sum 1,
+    its frequencies (cycles per step, DC left out) and the slope of ln power against ln frequency:
+    about 0 for white noise, about -2 for brown noise (a random walk)."""
+    c = g.to(torch.float64)
+    c = c - c.mean(0, keepdim=True)
+    power = (torch.fft.rfft(c, dim=0).abs() ** 2).mean(1)[1:]            # (P//2,), DC dropped
+    freq = torch.fft.rfftfreq(c.shape[0], dtype=torch.float64).to(c.device)[1:]
+    power = power / power.sum().clamp_min(1e-300)
+    lf, lp = torch.log(freq), torch.log(power.clamp_min(1e-300))
+    slope = ((lf - lf.mean()) * (lp - lp.mean())).sum() / ((lf - lf.mean()) ** 2).sum().clamp_min(1e-300)
+    return freq, power, slope
+
+
 def shattering(model: nn.Module, a, b, target: int, points: int, max_lag: int, report=None) -> dict:
     g = gradient_line(model, a, b, target, points, report=report)
-    ac = autocorrelation(g, min(max_lag, points - 1))
+    lag = min(max_lag, points - 1)
+    along = line_autocorrelation(g, lag)
+    freq, power, slope = power_spectrum(g)
+    ac = autocorrelation(g, lag)
     centre = (a.shape[1] // 2) * a.shape[2] + a.shape[2] // 2              # channel 0, centre pixel
     direction = (b - a).reshape(-1).to(g.dtype)
     values = torch.cat([ac, g[:, centre], g @ direction]).tolist()
     k = ac.shape[0]
-    return {"autocorrelation": values[:k], "neighbour_correlation": values[1] if k > 1 else 1.0,
+    line = torch.cat([along, freq, power, slope.reshape(1)]).tolist()
+    nf = freq.shape[0]
+    return {"autocorrelation_along_line": line[:k], "line_neighbour_correlation": line[1] if k > 1 else 1.0,
+            "spectrum_frequency": line[k:k + nf], "power_spectrum": line[k + nf:k + 2 * nf],
+            "spectrum_slope": line[-1],
+            # the second, named view: the Pearson correlation across pixels of two whole gradient maps k apart
+            "cross_pixel_correlation": values[:k], "neighbour_correlation": values[1] if k > 1 else 1.0,
             "trace": values[k:k + points], "directional_derivative": values[k + points:]}
 
 
@@ -101,6 +146,7 @@ def run(ctx: AnalysisContext, s: dict) -> dict:
                        report=lambda f, j=j: ctx.report((j + f) / len(models), f"{c.name} {label}"))
         results.append({"model": c.name, "depth": d, "residual": residual, "trained": trained, "label": label, **r})
     return {"t": torch.linspace(0, 1, s["points"]).tolist(), "models": results, "class_index": s["class_index"],
+            "calibration_images_used": int(calib.shape[0]),
             "pair": s["pair"], "points": s["points"]}
 
 
@@ -136,13 +182,15 @@ ANALYSIS = register(Analysis(
     title="Shattered gradients",
     caption=(
         "Balduzzi et al. (2017) follow the gradient of a net's output with respect to its input along a "
-        "line of inputs between two images. In a deep plain net it changes completely from one input to the "
-        "next, like white noise: the gradients are 'shattered' and tell an optimiser little about the "
-        "neighbourhood. In a residual net the gradient of neighbouring inputs stays correlated, like a smooth "
-        "curve. Look at the correlation between neighbours and how slowly it decays with the distance along "
-        "the line: near one for the residual net, near zero for a deep plain one."),
+        "line of inputs and treat it as a signal: in a deep plain net it is like white noise (its "
+        "autocorrelation along the line is gone after one step, its power spectrum is flat), the gradients "
+        "are 'shattered'; in a residual net it is like brown noise (the autocorrelation decays slowly, the "
+        "power falls with frequency). Here the line runs between two test images; each pixel's gradient is "
+        "a series along it, and the chart shows their autocorrelation by lag, averaged over pixels, and "
+        "their power spectrum (the fitted slope: about 0 for white, -2 for brown noise). The correlation "
+        "across pixels between whole gradient maps is a second view, not the paper's statistic."),
     needs="either",
     defaults={"points": 256, "depths": None, "twin": True, "class_index": 0, "pair": [0, 1], "max_lag": 32,
               "seed": 0, "calibration_images": 256},
-    fn=run, cost=_cost, check=_check,
+    fn=run, cost=_cost, check=_check, paper={"points": 256},
 ))

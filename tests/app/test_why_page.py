@@ -14,7 +14,7 @@ from dashboard.analysis_view import ESTIMATES, AnalysisService, available
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGE = str(ROOT / "pages" / "why.py")
-SECTIONS = ["gradient-flow", "shattering", "paths", "lesion", "interpolate", "landscape"]
+SECTIONS = ["gradient-flow", "shattering", "paths", "lesion", "responses", "interpolate", "landscape"]
 
 
 def _figures(at: AppTest) -> list[dict]:
@@ -40,10 +40,10 @@ def test_renders_every_section(runs_dir):
     assert not at.exception
     assert at.title[0].value == "Why it works"
     assert [t.label for t in at.tabs] == ["Gradient flow", "Shattered gradients", "Paths", "Lesions",
-                                          "1-D interpolation", "Loss landscape"]
+                                          "Layer responses (Fig. 7)", "1-D interpolation", "Loss landscape"]
     text = " ".join(c.value for c in at.caption) + " ".join(i.value for i in at.info)
-    for marker in ("Jacobian is 1 + J_F", "Balduzzi et al. 2017", "Veit et al. 2016: unrolling",
-                   "Goodfellow et al. 2015", "Li et al. 2018"):
+    for marker in ("∂E/∂x_l = ∂E/∂x_L (1 + ∂ΣF/∂x_l)", "Balduzzi et al. 2017", "Veit et al. 2016: unrolling",
+                   "He et al. 2015, Fig. 7", "Goodfellow et al. 2015", "Li et al. 2018"):
         assert marker in text
     # A section whose analysis the core does not have says so instead of drawing anything.
     for name in SECTIONS:
@@ -66,13 +66,21 @@ def test_gradient_flow_from_the_page_draws_its_charts(runs_dir):
     assert not at.exception and not at.error, [e.value for e in at.error]
     figures = _figures(at)
     titles = [f["layout"]["title"]["text"] for f in figures]
-    profile = figures[titles.index("Gradient reaching each block's input, ‖∂L/∂x_l‖")]
+    profile = figures[titles.index("Gradient reaching each block's input, per element (RMS)")]
     # Four nets (plain and residual, depth 8 and 20), one curve each with one point per block: 3n.
     assert sorted((t["name"], len(t["y"])) for t in profile["data"]) == [
         ("plain-20", 9), ("plain-8", 3), ("resnet-20", 9), ("resnet-8", 3)]
     ratio = figures[titles.index("Gradient at the input over gradient at the output, by depth")]
-    assert sorted(t["name"] for t in ratio["data"]) == ["plain", "residual"]
+    assert sorted(t["name"] for t in ratio["data"]) == ["plain, per element", "plain, raw norms",
+                                                        "residual, per element", "residual, raw norms"]
     assert all(list(t["x"]) == [8.0, 20.0] for t in ratio["data"])
+    # the "+1" view: the shallowest residual net beside its pre-activation twin, with the ReLU mask
+    plus = figures[[i for i, t in enumerate(titles) if t.startswith("The \"+1\"")][0]]
+    assert sorted(t["name"] for t in plus["data"]) == ["preact-resnet-8 pre-activation", "resnet-8 post-activation"]
+    mask = figures[titles.index("Share of each block's output gradient that passes its output ReLU, ‖u‖/‖v‖")]
+    pre = next(t for t in mask["data"] if t["name"] == "pre-activation")
+    assert list(pre["y"]) == [1.0, 1.0, 1.0]
+    assert any("fitted within each stage" in c.value for c in at.caption)
     assert len(at.get("download_button")) == 2  # CSV and HTML exports
 
     # The result stays on the page when the settings change, marked as the last complete one.
@@ -130,17 +138,24 @@ def test_lesion_of_a_stored_run_and_a_broken_checkpoint_is_one_error(runs_dir):
 def test_interpolation_and_landscape_of_a_stored_run(runs_dir):
     if not {"interpolate", "landscape"} <= set(available()):
         pytest.skip("resnet_core.analysis has no interpolate or landscape analysis")
+    from resnet_core.checkpoints import load_checkpoint, save_checkpoint
+
+    lacking = store_tiny_run(runs_dir, "tiny-no-init", "resnet-noinit")
     run_id = store_tiny_run(runs_dir, "tiny-landscape", "resnet-tiny")
+    ckpts = runs_dir / run_id / "checkpoints"
+    loaded = load_checkpoint(ckpts / "last.pt")
+    save_checkpoint(ckpts / "init.pt", loaded.model, {"model": loaded.model_cfg.to_dict()}, step=0,
+                    classes=loaded.classes, mean=loaded.mean, std=loaded.std)
     at = AppTest.from_file(PAGE, default_timeout=120).run()
-    assert at.multiselect(key="why_in_runs").value == [run_id]
-    assert at.multiselect(key="why_la_runs").value == [run_id]
+    at.multiselect(key="why_in_runs").set_value([run_id, lacking])
+    at.multiselect(key="why_la_runs").set_value([run_id])
     at.slider(key="why_in_points").set_value(5)
     at.number_input(key="why_in_images").set_value(50)
     at.slider(key="why_la_grid").set_value(5)
     at.number_input(key="why_la_images").set_value(50)
     _run_settled(at)
-    # This run saved no initial weights: the page says how they are obtained instead.
-    assert any("no initial weights saved" in c.value for c in at.tabs[4].caption)
+    # A run that saved no initial weights is left out of the line, and the page says why.
+    assert any("no initial weights saved" in c.value and "left out" in c.value for c in at.tabs[5].caption)
     at.button(key="why_interpolate_start").click()
     at.button(key="why_landscape_start").click().run()
     _wait_idle()
@@ -150,10 +165,12 @@ def test_interpolation_and_landscape_of_a_stored_run(runs_dir):
     line = figures["Loss along the straight line from the initial to the trained weights"]["data"]
     assert [t["name"] for t in line] == ["resnet-tiny · cape loss", "resnet-tiny · cape accuracy"]
     assert line[0]["x"] == [-0.5, 0.0, 0.5, 1.0, 1.5]
-    contour = [t for t in figures["Loss landscape around the trained weights (one log colour scale)"]["data"]
-               if t["type"] == "contour"]
+    assert len(line[0]["x"]) == 5
+    contour = [t for t in figures["Loss landscape around the trained weights (raw-loss contours at Li et al.'s "
+                                  "levels 0.1 to 10)"]["data"] if t["type"] == "contour"]
     assert len(contour) == 1 and len(contour[0]["z"]) == 5 and all(len(row) == 5 for row in contour[0]["z"])
-    assert "Loss landscape as a surface (log₁₀ loss, one scale)" in figures
+    assert "Loss landscape as a surface (ln(min(loss, 10) + 0.1), one scale)" in figures
+    assert any("no claim of chaos" in c.value for c in at.tabs[6].caption)
 
 
 def test_shattering_and_paths_at_initialisation(runs_dir):
@@ -175,6 +192,8 @@ def test_shattering_and_paths_at_initialisation(runs_dir):
     line = figures["Gradient along a line between two images (standardised)"]["data"]
     assert sorted((t["name"], len(t["y"])) for t in line) == [("plain-8 at initialisation", 32),
                                                               ("resnet-8 at initialisation", 32)]
+    assert "Autocorrelation of each pixel's gradient along the line (mean over pixels)" in figures
+    assert "Power spectrum of the gradient along the line" in figures
     paths = figures["The unrolled ensemble of 3 blocks"]["data"]
     assert paths[0]["y"] == [0.125, 0.375, 0.375, 0.125]  # Binomial(3, 1/2), exactly
     assert len(paths) == 3 and len(paths[1]["y"]) == 4
@@ -201,3 +220,32 @@ def test_cancel_from_the_page_while_the_worker_is_busy(runs_dir):
     finally:
         gate.set()
     _wait_idle()
+
+
+def test_layer_responses_of_a_plain_and_a_residual_run(runs_dir):
+    from resnet_core.checkpoints import save_checkpoint
+    from resnet_core.config import ModelConfig, RunConfig, TrainConfig
+    from resnet_core.data import SHAPE_CLASSES
+    from resnet_core.models import build_model
+    from resnet_core.runs import RunStore
+
+    cfg = RunConfig(model=ModelConfig(depth=8, residual=False), train=TrainConfig(steps=1), name="plain-tiny")
+    writer = RunStore(runs_dir).create(cfg, status="finished", run_id="tiny-plain")
+    save_checkpoint(writer.path / "checkpoints" / "last.pt", build_model(cfg.model), cfg.to_dict(), step=1,
+                    classes=list(SHAPE_CLASSES), mean=(0.5,) * 3, std=(0.25,) * 3)
+    writer.close()
+    store_tiny_run(runs_dir, "tiny-res", "resnet-tiny")
+    at = AppTest.from_file(PAGE, default_timeout=120).run()
+    assert sorted(at.multiselect(key="why_re_models").value) == ["run:tiny-plain", "run:tiny-res"]
+    at.number_input(key="why_re_images").set_value(50)
+    _run_settled(at)
+    at.button(key="why_responses_start").click().run()
+    _wait_idle()
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    figures = {f["layout"]["title"]["text"]: f for f in _figures(at)}
+    data = figures["Layer responses (Fig. 7 of He et al. 2015)"]["data"]
+    # the stem's BN and both BNs of each of the 3 basic blocks: 7 layers per net, by layer and sorted
+    assert len(data) == 4 and all(len(t["y"]) == 7 for t in data)
+    assert any("every 3x3 conv's BN output" in c.value for c in at.tabs[4].caption)
+    assert any(c.value.startswith("Setting: reduced: images 50") for c in at.tabs[4].caption)

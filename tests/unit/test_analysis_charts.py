@@ -102,7 +102,7 @@ def test_landscapes_share_one_colour_scale():
     flat = [[1.0, 1.0, 1.0], [1.0, 0.5, 1.0], [1.0, 1.0, 1.0]]
     rough = [[9.0, 2.0, 7.0], [3.0, 0.4, 5.0], [8.0, 1.0, 6.0]]
     for build in (charts.landscape_contour_figure, charts.landscape_surface_figure):
-        fig = build({"plain-20": (xs, xs, rough), "resnet-20": (xs, xs, flat)})
+        fig = build({"plain-20": (xs, xs, rough), "resnet-20": (xs, xs, flat)}, "log10")
         surfaces = [t for t in fig.data if t.type in ("contour", "surface")]
         # log10 of the loss: the far corners would otherwise take the whole colour range
         assert [np.asarray(t.z).tolist() for t in surfaces] == [np.log10(rough).tolist(), np.log10(flat).tolist()]
@@ -110,3 +110,17 @@ def test_landscapes_share_one_colour_scale():
         hi = [t.zmax if t.type == "contour" else t.cmax for t in surfaces]
         assert lo == pytest.approx([math.log10(0.4)] * 2) and hi == pytest.approx([math.log10(9.0)] * 2)
         assert [t.showscale for t in surfaces] == [True, False]
+
+
+def test_landscapes_in_the_papers_scales():
+    xs = [-1.0, 0.0, 1.0]
+    rough = [[90.0, 2.0, 7.0], [3.0, 0.4, 5.0], [8.0, 1.0, 6.0]]
+    contour = charts.landscape_contour_figure({"plain-20": (xs, xs, rough)})
+    c = [t for t in contour.data if t.type == "contour"][0]
+    # raw loss at Li et al.'s levels 0.1, 0.6, ..., 9.6 (plot_2D.py: vmin 0.1, vmax 10, vlevel 0.5)
+    assert np.asarray(c.z).tolist() == rough
+    assert (c.contours.start, c.contours.end, c.contours.size) == (0.1, 9.6, 0.5) and c.autocontour is False
+    surface = charts.landscape_surface_figure({"plain-20": (xs, xs, rough)})
+    z = np.asarray([t for t in surface.data if t.type == "surface"][0].z)
+    assert np.allclose(z, np.log(np.minimum(np.array(rough), 10) + 0.1), rtol=1e-12)
+    assert z[0][0] == pytest.approx(math.log(10.1))      # clipped at 10

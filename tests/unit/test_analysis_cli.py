@@ -78,3 +78,36 @@ def test_unknown_analysis_via_the_real_entry_point():
     p = subprocess.run([sys.executable, "-m", "resnet_core", "analyze", "nonsense"], cwd=ROOT, capture_output=True,
                        text=True, timeout=120)
     assert p.returncode == 2 and p.stderr.startswith("error:") and "Traceback" not in p.stderr
+
+
+def _json(capsys, *argv):
+    code, out, err = _run(capsys, *argv, "--quiet", *TINY)
+    assert code == 0, err
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def test_new_quantities_reach_the_command_line(capsys, runs_dir):
+    r = _json(capsys, "gradient-flow", "--depth", "8", "--batch-size", "4", "--no-twin")
+    for key in ("rms_input_grad", "per_layer_rate_by_stage", "ratio_per_element", "branch_energy_share",
+                "branch_shortcut_cosine", "plus_one"):
+        assert key in r
+    assert sum(1 for _ in r["branch_energy_share"]) == len(r["blocks"])
+    r = _json(capsys, "shattering", "--depth", "8", "--points", "8", "--no-twin", "--set", "calibration_images=16")
+    assert all(len(m["autocorrelation_along_line"]) == 8 and "power_spectrum" in m for m in r["models"])
+    r = _json(capsys, "paths", "--depth", "8", "--draws", "2", "--batch-size", "2")
+    assert len(r["gradient_energy_share_by_length"]) == 4 and r["full_gradient_norm"] > 0
+    run_id = store_tiny_run(runs_dir, "cli-new", "tiny")
+    r = _json(capsys, "lesion", "--run", run_id, "--runs-dir", str(runs_dir), "--images", "16", "--draws", "1",
+              "--set", "swaps=[1]")
+    assert all("residual_error" in s for s in r["decomposition"]) and r["setting_used"].startswith("reduced")
+    r = _json(capsys, "responses", "--run", run_id, "--runs-dir", str(runs_dir), "--images", "16")
+    assert len(r["layer_response_std"]) == len(r["layer_response_names"]) == 7 and r["images"] == 16
+
+
+def test_paper_flag_sets_the_papers_setting(capsys, runs_dir):
+    run_id = store_tiny_run(runs_dir, "cli-paper", "tiny")
+    r = _json(capsys, "responses", "--run", run_id, "--runs-dir", str(runs_dir), "--paper")
+    assert r["settings"]["images"] == 10000 and r["setting_used"] == "the paper's"
+    assert r["images"] == 16                     # all the test images there are
+    r = _json(capsys, "paths", "--depth", "8", "--paper", "--draws", "3", "--batch-size", "2")
+    assert r["settings"]["draws"] == 3 and "the paper's 1000" in r["setting_used"]   # a flag beside it wins

@@ -192,3 +192,109 @@ def test_estimate_cost_scales_with_the_sweep():
     sweep = estimate_cost("gradient-flow", src, {"batch_size": 4, "depths": [8, 14]})
     assert sweep["seconds"] > one["seconds"] > 0 and "sweep" in sweep["detail"]
     assert ANALYSES["gradient-flow"].needs == "config"
+
+
+# --- issue 18: per element, energy shares, the "+1" view ------------------------------------------------
+
+def _hand_parts(model, x, y):
+    """Per block, by plain autograd in float64: the input-gradient g, its branch part J_Fᵀu and shortcut
+    part Sᵀu (u: the output gradient past the output ReLU), and the output gradient v."""
+    ins, outs = {}, {}
+    blocks = model.blocks()
+    hs = [b.register_forward_pre_hook(lambda m, a, i=i: ins.__setitem__(i, a[0]) or a[0].retain_grad())
+          for i, b in enumerate(blocks)]
+    hs += [b.register_forward_hook(lambda m, a, o, i=i: outs.__setitem__(i, o) or o.retain_grad())
+           for i, b in enumerate(blocks)]
+    F.cross_entropy(model(x), y).backward()
+    for h in hs:
+        h.remove()
+    parts = []
+    for i, b in enumerate(blocks):
+        xi = ins[i].detach().requires_grad_(True)
+        f = b.branch(xi)
+        s = b.shortcut(xi)
+        z = f + s
+        v = outs[i].grad
+        u = v * (z > 0).double() if isinstance(b.relu_out, nn.ReLU) else v
+        (gb,) = torch.autograd.grad(f, xi, u, retain_graph=True)
+        (gs,) = torch.autograd.grad(s, xi, u)
+        parts.append((ins[i].grad, gb, gs, u, v))
+    return parts
+
+
+@pytest.mark.parametrize("preact", [False, True])
+def test_rms_energy_share_and_cosine_against_hand_computation_in_float64(preact):
+    model = _model(depth=8, preact=preact).double().train()
+    x = torch.randn(4, 3, 16, 16, dtype=torch.float64)
+    y = torch.tensor([0, 1, 2, 3])
+    r = gradient_flow(model, x, y)
+    model.zero_grad()
+    parts = _hand_parts(model, x.clone(), y)
+    for i, (g, b, s, u, v) in enumerate(parts):
+        assert torch.allclose(b + s, g, rtol=1e-9, atol=1e-15)
+        assert r["rms_input_grad"][i] == pytest.approx((g.pow(2).mean().sqrt()).item(), rel=1e-9)
+        share = ((b * g).sum() / (g * g).sum()).item()
+        assert r["branch_energy_share"][i] == pytest.approx(share, rel=1e-9, abs=1e-12)
+        # the shortcut's energy share is the rest: the two add to 1 exactly
+        assert share + ((s * g).sum() / (g * g).sum()).item() == pytest.approx(1.0, abs=1e-12)
+        cos = ((b * s).sum() / (b.norm() * s.norm())).item()
+        assert r["branch_shortcut_cosine"][i] == pytest.approx(cos, rel=1e-9, abs=1e-12)
+        assert r["output_relu_pass"][i] == pytest.approx((u.norm() / v.norm()).item(), rel=1e-9)
+    if preact:
+        assert r["output_relu_pass"] == pytest.approx([1.0] * len(parts))
+    else:
+        assert all(p < 1.0 for p in r["output_relu_pass"])
+    # per element, the stage-1 input has 4x the elements of a stage-3 tensor: the per-element ratio divides it out
+    out_rms = r["output_grad_norm"] / math.sqrt(4 * model.fc.in_features * 4 * 4)
+    assert r["ratio_per_element"] == pytest.approx(r["rms_input_grad"][0] / out_rms, rel=1e-9)
+    assert r["ratio_per_element"] != pytest.approx(r["ratio"], rel=1e-3)
+
+
+def test_plain_net_branch_carries_everything():
+    model = _model(depth=8, residual=False).double().train()
+    r = gradient_flow(model, torch.randn(2, 3, 16, 16, dtype=torch.float64), torch.tensor([0, 1]))
+    assert r["branch_energy_share"] == pytest.approx([1.0] * 3) and r["branch_shortcut_cosine"] == [None] * 3
+
+
+@pytest.mark.parametrize("block, depth", [("basic", 20), ("bottleneck", 29)])
+def test_per_layer_rate_recovers_a_known_gain_within_each_stage(block, depth):
+    from resnet_core.analysis.gradient_flow import per_layer_rate_by_stage
+
+    model = _model(depth=depth, block=block)
+    per_block = 3 if block == "bottleneck" else 2
+    n = len(model.blocks())
+    gains = {"layer1": 1.3, "layer2": 1.2, "layer3": 1.1}
+    # each block's input gradient is its output's times gain^per_block; a stage boundary adds a jump (x7)
+    # that a fit across stages would take for growth, and that a per-stage fit must ignore
+    with torch.no_grad():
+        h = model.stem(torch.zeros(1, 3, 32, 32))
+        numels = []
+        for b in model.blocks():
+            numels.append(h.numel())
+            h = b(h)
+        numels.append(h.numel())
+    names = [nm for nm, _ in model.named_blocks()]
+    values = [1.0] * (n + 1)
+    for i in range(n - 1, -1, -1):
+        jump = 7.0 if numels[i] != numels[i + 1] else 1.0   # a block that changes the shape
+        values[i] = values[i + 1] * gains[names[i].split(".")[0]] ** per_block * jump
+    rates = per_layer_rate_by_stage(model, values[:n], values[n], numels)
+    assert [r["stage"] for r in rates] == ["layer1", "layer2", "layer3"]
+    for r in rates:
+        assert r["rate"] == pytest.approx(gains[r["stage"]], rel=1e-9)
+        assert r["layers"] >= per_block
+
+
+def test_plus_one_view_runs_the_preactivation_twin():
+    r = run_analysis("gradient-flow", ModelSource(config=ModelConfig(depth=8)), data=TINY_DATA,
+                     settings={"batch_size": 4, "twin": False}, use_cache=False)
+    pre, post = r["plus_one"]["pre-activation"], r["plus_one"]["post-activation"]
+    assert pre["output_relu_pass"] == pytest.approx([1.0] * 3)
+    assert all(p < 1 for p in post["output_relu_pass"])
+    assert post["rms_input_grad"] == r["rms_input_grad"]
+    for key in ("rms_input_grad", "per_layer_rate_by_stage", "ratio_per_element", "branch_energy_share",
+                "branch_shortcut_cosine"):
+        assert key in r
+    plain = run_analysis("gradient-flow", ModelSource(config=ModelConfig(depth=8, residual=False)), data=TINY_DATA,
+                         settings={"batch_size": 4, "twin": False}, use_cache=False)
+    assert "plus_one" not in plain

@@ -119,11 +119,14 @@ def test_run_analysis_landscape_and_interpolate_on_a_run(runs_dir):
         own = nn.functional.cross_entropy(loaded.model(x), ds.train_y[:32]).item()
     assert r["loss"][1][1] == pytest.approx(own, rel=1e-4)
 
-    i = run_analysis("interpolate", src, data=TINY_DATA, runs_dir=runs_dir,
-                     settings={"points": 5, "images": 32, "bn": "interpolate"})
-    assert i["alphas"] == [-0.5, 0.0, 0.5, 1.0, 1.5] and len(i["loss"]) == len(i["accuracy"]) == 5
-    assert i["loss"][3] == pytest.approx(own, rel=1e-4)   # alpha = 1: the trained weights
-    assert "redrawn" in i["init_source"]
+    # the clipped log surface of Li et al.: ln(min(loss, 10) + 0.1), and the raw-loss contour levels 0.1..9.6
+    import math
+    assert r["loss_clipped_log"][1][1] == pytest.approx(math.log(min(own, 10) + 0.1), rel=1e-4)
+    assert r["contour_levels"][0] == 0.1 and r["contour_levels"][-1] == 9.6
+    assert r["chaos_note"]          # a tiny residual net: no claim of chaos
+    # a run without its saved initial weights is refused for the line, with what to do
+    with pytest.raises(AnalysisError, match="init.pt.*train it again"):
+        run_analysis("interpolate", src, data=TINY_DATA, runs_dir=runs_dir, settings={"points": 5, "images": 32})
 
 
 def test_training_saves_initial_weights_and_interpolation_uses_them(runs_dir):
@@ -142,8 +145,8 @@ def test_training_saves_initial_weights_and_interpolation_uses_them(runs_dir):
     assert all(torch.equal(a, b) for a, b in zip(init.state_dict().values(), fresh.state_dict().values()))
     assert not torch.equal(init.fc.weight, last.fc.weight)
     i = run_analysis("interpolate", ModelSource(run_id=writer.run_id), runs_dir=runs_dir,
-                     settings={"points": 3, "images": 16, "alpha_min": 0.0, "alpha_max": 1.0, "bn": "interpolate"})
-    assert "init.pt" in i["init_source"]
+                     settings={"points": 3, "images": 16, "alpha_min": 0.0, "alpha_max": 1.0})
+    assert "init.pt" in i["init_source"] and i["bn"] == "interpolate"   # the paper's: running statistics interpolated
     x = None
     from resnet_core.data import load_dataset, normalize
 
@@ -180,3 +183,18 @@ def test_landscape_bad_settings_and_cancel(runs_dir):
         run_analysis("landscape", src, data=TINY_DATA, runs_dir=runs_dir, cancel=cancel, progress=progress,
                      settings={"points": 5, "images": 16, "method": "loop"})
     assert 0 < len(calls) < 25
+
+
+def test_interpolated_running_statistics_stay_valid_beyond_the_segment():
+    from resnet_core.analysis.landscape import interpolated_buffers
+
+    init = {"bn.running_mean": torch.tensor([0.0, 1.0]), "bn.running_var": torch.tensor([1.0, 1.0]),
+            "bn.num_batches_tracked": torch.tensor(0)}
+    trained = {"bn.running_mean": torch.tensor([2.0, 3.0]), "bn.running_var": torch.tensor([5.0, 2.0]),
+               "bn.num_batches_tracked": torch.tensor(100)}
+    half = interpolated_buffers(init, trained, 0.5)
+    assert half["bn.running_mean"].tolist() == [1.0, 2.0] and half["bn.running_var"].tolist() == [3.0, 1.5]
+    before = interpolated_buffers(init, trained, -0.5)   # 1.5 x 1 - 0.5 x 5 = -1 would be a negative variance
+    assert before["bn.running_var"].tolist() == [1.0, 1.0] and before["bn.running_mean"].tolist() == [0.0, 1.0]
+    after = interpolated_buffers(init, trained, 1.5)
+    assert after["bn.running_var"].tolist() == [5.0, 2.0] and after["bn.num_batches_tracked"].item() == 100

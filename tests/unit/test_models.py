@@ -105,3 +105,37 @@ def test_invalid_depths_are_refused_with_what_is_valid(depth, block):
 def test_valid_depths():
     assert valid_depths("basic")[:5] == [8, 14, 20, 26, 32] and 1202 in valid_depths("basic")
     assert valid_depths("bottleneck")[:3] == [11, 20, 29] and 164 in valid_depths("bottleneck")
+
+
+def test_preactivation_stem_has_bn_relu_before_the_first_unit_splits():
+    # He et al. 2016 (their CIFAR code): conv, BN, ReLU, then the first unit, whose shortcut carries that
+    # activated input; the first unit has no BN-ReLU of its own. Post-activation nets are unchanged.
+    import torch.nn as nn
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(depth=8, preact=True)).eval()
+    assert [type(m) for m in model.stem] == [nn.Conv2d, nn.BatchNorm2d, nn.ReLU]
+    first = model.layer1[0].branch
+    assert isinstance(first.bn1, nn.Identity) and isinstance(first.relu1, nn.Identity)
+    assert isinstance(model.layer2[0].branch.bn1, nn.BatchNorm2d)
+    seen = {}
+    h = model.layer1[0].register_forward_pre_hook(lambda m, a: seen.__setitem__("x", a[0]))
+    x = torch.randn(2, 3, 16, 16)
+    model(x)
+    h.remove()
+    assert seen["x"].min() >= 0      # the first shortcut's input is activated, not the raw convolution
+    assert torch.allclose(seen["x"], torch.relu(model.stem.bn(model.stem.conv(x))))
+
+
+def test_preactivation_checkpoint_of_the_earlier_layout_still_loads(tmp_path):
+    from resnet_core.checkpoints import load_checkpoint, save_checkpoint
+
+    cfg = ModelConfig(depth=8, preact=True)
+    torch.manual_seed(0)
+    old = build_model(cfg, legacy_preact_stem=True).eval()
+    assert "stem.bn.weight" not in old.state_dict() and "layer1.0.branch.bn1.weight" in old.state_dict()
+    path = save_checkpoint(tmp_path / "old.pt", old, {"model": cfg.to_dict()}, step=1, classes=list("abcdefghij"),
+                           mean=(0.5,) * 3, std=(0.25,) * 3)
+    loaded = load_checkpoint(path)
+    x = torch.randn(2, 3, 16, 16)
+    assert torch.equal(loaded.model(x), old(x))

@@ -168,3 +168,25 @@ def test_run_summary_carries_the_papers_figure_for_paper_scale_cifar_runs():
     assert run_summary(resnet20, records)["paper_test_error"] == pytest.approx(0.0875)
     assert run_summary(plain56, records)["paper_test_error"] is None  # Fig. 6 draws it, states no number
     assert "paper_test_error" not in run_summary(preset_configs("fig6", "quick")[2], records)
+
+
+def test_fig7_check_compares_residual_with_plain_of_the_same_depth():
+    # He et al. 2015, Fig. 7: residual nets respond less than plain nets of the same depth (the main claim),
+    # from the std of every BN after a 3x3 conv (layer_response_std), plain and residual alike
+    runs = [dict(_summary("plain", 20, 0.19), response_std_mean=1.2), dict(_summary("plain", 56, 0.84), response_std_mean=1.5),
+            dict(_summary("resnet", 20, 0.10), response_std_mean=0.9), dict(_summary("resnet", 56, 0.27), response_std_mean=0.7)]
+    checks = {c["name"]: c for c in verdict("fig6", runs)["checks"]}
+    assert checks["Fig. 7: plain-20 minus ResNet-20 mean layer response std"]["value"] == pytest.approx(0.3)
+    assert checks["Fig. 7: plain-56 minus ResNet-56 mean layer response std"]["holds"]
+    assert checks["Fig. 7: ResNet-20 minus ResNet-56 mean layer response std"]["holds"]
+    assert all(c["reported_only"] for n, c in checks.items() if n.startswith("Fig. 7"))
+    runs[1]["response_std_mean"] = 0.5            # the plain-56 responding less than the ResNet-56: fails
+    checks = {c["name"]: c for c in verdict("fig6", runs)["checks"]}
+    assert not checks["Fig. 7: plain-56 minus ResNet-56 mean layer response std"]["holds"]
+
+
+def test_run_summary_reads_the_layer_responses_for_plain_and_residual():
+    records = [{"type": "step", "step": 1, "train_acc": 0.5, "layer_response_std": [3.0, 3.0]},
+               {"type": "step", "step": 2, "train_acc": 0.5, "layer_response_std": [1.0, 2.0, 3.0]}]
+    for cfg in preset_configs("fig6", "quick")[:3:2]:      # plain-20 and ResNet-20
+        assert run_summary(cfg, records)["response_std_mean"] == pytest.approx(2.0)

@@ -104,3 +104,98 @@ def test_feature_maps_of_probe_image():
     assert set(maps) >= {"layer2.0/x", "layer2.0/F", "layer2.0/out"}
     assert maps["layer2.0/x"].shape == (4, 32, 32) and maps["layer2.0/F"].shape == (4, 16, 16)
     assert model.training and _no_hooks(model)
+
+
+def _bn_after_3x3_by_hand(model, x):
+    """Walk the net by hand: the output of each BN that follows a 3x3 conv, in network order."""
+    import torch.nn as nn
+
+    outs = {}
+
+    def seq(prefix, m, h):
+        prev = None
+        for name, child in m.named_children():
+            h = child(h)
+            if isinstance(child, nn.BatchNorm2d) and isinstance(prev, nn.Conv2d) and prev.kernel_size == (3, 3):
+                outs[f"{prefix}.{name}"] = h
+            prev = child
+        return h
+
+    with torch.no_grad():
+        h = seq("stem", model.stem, x)
+        for name, blk in model.named_blocks():
+            f = seq(f"{name}.branch", blk.branch, h)
+            h = blk.relu_out(f + blk.shortcut(h)) if blk.shortcut is not None else blk.relu_out(f)
+    return outs
+
+
+@pytest.mark.parametrize("kw, expected_names", [
+    (dict(), ["stem.bn"] + [f"layer{s}.0.branch.bn{i}" for s in (1, 2, 3) for i in (1, 2)]),
+    (dict(preact=True), ["stem.bn"] + [f"layer{s}.0.branch.bn2" for s in (1, 2, 3)]),
+    (dict(residual=False), ["stem.bn"] + [f"layer{s}.0.branch.bn{i}" for s in (1, 2, 3) for i in (1, 2)])])
+def test_layer_response_std_is_every_bn_after_a_3x3_conv(kw, expected_names):
+    model = _tiny(**kw)
+    x = torch.randn(4, 3, 32, 32, dtype=torch.float64)
+    with probes(model) as ps:
+        ps.armed = True
+        model(x)
+        measured = ps.split(torch.cat(ps.device_stats(with_grads=False)).tolist(), with_grads=False)
+        names = ps.layout.to_dict()["layer_response_names"]
+    by_hand = _bn_after_3x3_by_hand(model, x)
+    # the stem's BN and both BNs of every basic post-activation block: twice the old one-per-block record
+    assert names == expected_names == list(by_hand)
+    expected = [by_hand[n].std().item() for n in names]       # torch.std: the sample std over all elements
+    assert measured["layer_response_std"] == pytest.approx(expected, rel=1e-5)
+    assert _no_hooks(model)
+
+
+def test_evaluate_layer_response_std_over_all_images_in_eval_mode():
+    from resnet_core.checkpoints import LoadedModel
+    from resnet_core.config import DataConfig
+    from resnet_core.data import load_dataset, normalize
+    from resnet_core.evaluate import evaluate_checkpoint
+
+    model = _tiny().float()
+    with torch.no_grad():   # non-trivial running statistics, so eval mode differs from training mode
+        model(torch.randn(16, 3, 32, 32))
+    data = DataConfig(n_train=32, n_test=24)
+    ds = load_dataset(data)
+    mean, std = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
+    loaded = LoadedModel(model, model.cfg, list(ds.classes), mean, std, 32, "tiny")
+    r = evaluate_checkpoint(loaded, data, batch_size=10, device="cpu", with_probes=True)
+    by_hand = _bn_after_3x3_by_hand(model.eval().double(), normalize(ds.test_x, mean, std).double())
+    names = r["probes"]["layer_response_names"]
+    assert names == list(by_hand) and r["images"] == 24
+    # one std over every element of the layer's output across all 24 images (batches of 10, 10 and 4)
+    assert r["probes"]["layer_response_std"] == pytest.approx([by_hand[n].std().item() for n in names], rel=1e-4)
+
+
+@pytest.mark.parametrize("momentum", [0.1, None])
+def test_layer_response_std_in_training_mode_from_bn_statistics_after_earlier_batches(momentum):
+    # training mode reads the batch variance from the running variance's update (no pass over the
+    # activations): exact after earlier batches too, for a momentum and for a cumulative average
+    import torch.nn as nn
+
+    model = _tiny()
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.momentum = momentum
+            nn.init.normal_(m.weight)   # a learned-looking scale and shift
+            nn.init.normal_(m.bias)
+    with torch.no_grad():
+        model(torch.randn(3, 3, 32, 32, dtype=torch.float64) * 2)
+        model(torch.randn(5, 3, 32, 32, dtype=torch.float64) + 1)
+    x = torch.randn(4, 3, 32, 32, dtype=torch.float64)
+    with probes(model) as ps:
+        ps.armed = True
+        model(x)
+        measured = ps.split(torch.cat(ps.device_stats(with_grads=False)).tolist(), with_grads=False)
+        names = list(ps.layout.responses)
+    # by hand on a copy with the running statistics as they were before this batch
+    twin = _tiny()
+    for m in twin.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.momentum = momentum
+    twin.load_state_dict(model.state_dict())
+    by_hand = _bn_after_3x3_by_hand(twin, x)
+    assert measured["layer_response_std"] == pytest.approx([by_hand[n].std().item() for n in names], rel=1e-6)

@@ -34,7 +34,9 @@ def test_events_carry_every_probe_in_layout_order():
         assert len(e["grad_norm"]) == len(layout["layers"])
         assert len(e["branch_std"]) == len(e["branch_ratio"]) == len(layout["blocks"]) == 3
         assert len(e["act_mean"]) == len(e["dead_relu"]) == 3
-        assert all(math.isfinite(v) and v >= 0 for v in e["grad_norm"] + e["branch_std"])
+        # one std per BN after a 3x3 conv: the stem's and two per basic post-activation block
+        assert len(e["layer_response_std"]) == len(layout["layer_response_names"]) == 7
+        assert all(math.isfinite(v) and v >= 0 for v in e["grad_norm"] + e["branch_std"] + e["layer_response_std"])
         assert 0 <= e["train_acc"] <= 1 and e["images_per_s"] > 0
     evals = [e for e in events if e["type"] == "eval"]
     assert [e["partial"] for e in evals] == [True, False] and evals[-1]["step"] == 6
