@@ -532,11 +532,11 @@ def lesion(name: str) -> None:
 
 def responses(name: str) -> None:
     options = {f"run:{r['run_id']}": run_choice_label(r) for r in RUNS}
-    options.update({f"ckpt:{p}": f"community checkpoint {Path(p).name}" for p in view.community_checkpoints()})
-    if not options:
-        st.info("No stored run has a checkpoint and ../shared/weights is absent: train a plain net and its "
-                "residual twin on the Train page (Start twin).")
-        return
+    # The community CIFAR-10 nets by name, each downloaded on first use (a button, then its progress).
+    options.update({n: downloads.community_label(n) for n in community.NAMES})
+    if not RUNS:
+        st.caption("No stored run has a checkpoint yet: train a plain net and its residual twin on the Train "
+                   "page (Start twin) to compare them as the paper does, or pick a community checkpoint.")
     default = [next((k for k, r in zip(options, RUNS) if not r["residual"]), None),
                next((k for k, r in zip(options, RUNS) if r["residual"]), None)]
     picks = st.multiselect("Nets (a plain run and its residual twin compare as in the paper)", list(options),
@@ -551,10 +551,14 @@ def responses(name: str) -> None:
         if kind == "run":
             by_id = {r["run_id"]: r for r in RUNS}
             requests.append(view.Request(name, f"{by_id[ref]['label']} · {ref[-4:]}", run_id=ref, settings=settings))
-        else:
+        else:  # a community checkpoint by name, downloaded on first use
+            path = downloads.community_checkpoint(spec, key=f"why_re_dl_{ref}", auto=False)
+            if path is None:
+                problem = f"{spec} is not here yet: download it above."
+                continue
             if CKPT_DATA is None:
                 problem = NO_CIFAR
-            requests.append(view.Request(name, f"{Path(ref).stem.split('-')[0]} (community)", checkpoint=ref,
+            requests.append(view.Request(name, f"{ref} (community)", checkpoint=str(path),
                                          settings=settings, data=CKPT_DATA))
 
     def draw(results):

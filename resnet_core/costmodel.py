@@ -31,7 +31,7 @@ from pathlib import Path
 from .config import ModelConfig, RunConfig
 
 EVAL_IMAGES_PER_BATCH = 256   # resnet_core.train.evaluate's batch
-CALIBRATION_VERSION = 1
+CALIBRATION_VERSION = 2
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -66,7 +66,7 @@ class Calibration:
     machine: dict
     device: str
     coefficients: dict[int, tuple[float, float, float]]   # threads -> (fixed s, s per layer, s per GMAC)
-    startup_s: float                                       # a run's set-up before its first step
+    startup_s: float   # a run's own cost besides its steps: set-up, initial weights, feature maps, checkpoints
     samples: list[dict]
     measured_at: float
 
@@ -169,6 +169,35 @@ def time_steps(cfg: RunConfig, threads: int, steps: int = 8, warmup: int = 2) ->
     return per_step, max(0.0, times[logged[0]] - t0 - logged[0] * per_step)
 
 
+def run_overhead(cal: "Calibration", cfg: RunConfig, threads: int) -> float:
+    """Seconds a stored run costs besides its training steps and evaluations: building the model, the
+    initial weights and first feature maps written, the checkpoints, the run's files. Measured by
+    training ``cfg`` for a few steps into a temporary run store, as the dashboard's runs are trained."""
+    import tempfile
+
+    import torch
+
+    from .data import load_dataset
+    from .runs import RunStore, execute_run
+
+    data = dataclasses.replace(cfg.data, n_train=max(2 * cfg.train.batch_size, 10), n_test=max(cfg.train.batch_size, 10))
+    steps = 3
+    run = dataclasses.replace(cfg, data=data, train=dataclasses.replace(cfg.train, steps=steps, eval_every=0,
+                                                                        checkpoint_every=2, warmup_steps=0))
+    ds = load_dataset(data)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            writer = RunStore(tmp).create(run, status="queued")
+            t0 = time.perf_counter()
+            execute_run(writer, dataset=ds)
+            wall = time.perf_counter() - t0
+    finally:
+        torch.set_num_threads(before)
+    return max(0.0, wall - run_work(run) * cal.step_seconds(run, threads))
+
+
 def _fit(rows: list[tuple[float, float, float]]) -> tuple[float, float, float]:
     """Non-negative least squares for y = a + b*layers + c*gmacs (drops a term that fits negative)."""
     import numpy as np
@@ -196,18 +225,17 @@ def calibrate(device: str = "cpu", thread_counts: list[int] | None = None, save:
     if thread_counts is None:
         thread_counts = sorted({1, cores}) if device == "cpu" else [max(1, torch.get_num_threads())]
     configs = configs or calibration_configs(device)
-    samples, coefficients, startups = [], {}, []
+    samples, coefficients = [], {}
     for threads in thread_counts:
         rows = []
         for cfg in configs:
-            per_step, startup = time_steps(cfg, threads)
-            startups.append(startup)
+            per_step, _ = time_steps(cfg, threads)
             samples.append({"label": cfg.label, "threads": threads, "step_s": round(per_step, 5),
                             "layers": weight_layers(cfg.model), "gmacs": round(step_gmacs(cfg), 4)})
             rows.append((weight_layers(cfg.model), step_gmacs(cfg), per_step))
         coefficients[threads] = _fit(rows)
-    cal = Calibration(machine_info(device), device, coefficients, float(sorted(startups)[len(startups) // 2]),
-                      samples, time.time())
+    cal = Calibration(machine_info(device), device, coefficients, 0.0, samples, time.time())
+    cal.startup_s = run_overhead(cal, configs[0], max(thread_counts))
     if save:
         path = cache_path(device)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -291,7 +319,11 @@ def schedule_seconds(cal: Calibration, cfgs: list[RunConfig], parallel: int, *,
     cores = cal.machine.get("cores", os.cpu_count() or 1) if cal.device == "cpu" else 1
     ahead = ahead or []
     order = [cfgs[i] for i in (longest_first(cfgs) if parallel > 1 else range(len(cfgs)))]
-    pending = [(c, run_work(c, steps_done=d)) for c, d in ahead] + [(c, run_work(c, n_train, n_test)) for c in order]
+    def overhead(c: RunConfig) -> float:   # the run's own cost besides its steps, in its steps
+        return cal.startup_s / cal.step_seconds(c, cores)
+
+    pending = ([(c, run_work(c, steps_done=d)) for c, d in ahead]
+               + [(c, run_work(c, n_train, n_test) + overhead(c)) for c in order])
     mine = set(range(len(ahead), len(pending)))
     active: dict[int, float] = {}     # index -> step equivalents left
     t, nxt, finished = 0.0, 0, 0.0
@@ -310,4 +342,4 @@ def schedule_seconds(cal: Calibration, cfgs: list[RunConfig], parallel: int, *,
                 del active[i]
                 if i in mine:
                     finished = t
-    return finished + cal.startup_s   # the last run's set-up (model, loader) before its first step
+    return finished

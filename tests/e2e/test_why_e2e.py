@@ -28,9 +28,12 @@ def test_gradient_flow_from_the_page(app_server, page):
     assert sorted(map(tuple, lengths)) == [("resnet-110", 54), ("resnet-20", 9), ("resnet-56", 27)]
     title = page.evaluate("() => document.querySelector('.js-plotly-plot').layout.title.text")
     assert title.startswith("Gradient reaching each block's input")
-    # The ratio-by-depth chart: one residual curve through the three depths.
+    # The ratio-by-depth chart: the residual ratio through the three depths, per element and raw (found by its title: the
+    # page draws per-element and energy-share charts beside it).
     ratio = page.evaluate(
-        "() => document.querySelectorAll('.js-plotly-plot')[1]._fullData.map(t => [t.name, t._length])")
-    assert [tuple(r) for r in ratio] == [("residual", 3)]
+        "() => [...document.querySelectorAll('.js-plotly-plot')]"
+        ".filter(g => (g.layout.title.text || '').startsWith('Gradient at the input over gradient at the output'))"
+        ".map(g => g._fullData.map(t => [t.name, t._length]))")
+    assert [sorted(tuple(r) for r in chart) for chart in ratio] == [[("residual, per element", 3), ("residual, raw norms", 3)]]
     assert page.get_by_role("button", name="Cancel").count() == 0  # the job finished, its controls are gone
     assert page.locator('[data-testid="stException"]').count() == 0

@@ -93,3 +93,19 @@ def test_estimates_need_this_machines_calibration(tmp_path, monkeypatch):
     assert got == pytest.approx(cm.schedule_seconds(again, cfgs, 2))
     longer = [dataclasses.replace(c, train=dataclasses.replace(c.train, steps=2 * c.train.steps)) for c in cfgs]
     assert estimate_seconds(longer, "cpu", parallel=2) > 1.9 * (got - again.startup_s)
+
+
+def test_a_runs_own_overhead_is_added_once_per_run():
+    """Hand computation: 1 s a step on all cores, a run's own overhead 10 s: a lone run of 100 steps
+    (and a 10-image final test pass) takes 100 + 10/(3*64) steps plus 10 s; two in a row, twice that."""
+    cal = _cal({1: (2.0, 0.0, 0.0), 2: (1.0, 0.0, 0.0)}, startup=10.0)
+    run = _run(8, 100)
+    one = 100 + 10 / (3 * 64) + 10.0
+    assert cm.schedule_seconds(cal, [run], parallel=2) == pytest.approx(one, rel=1e-9)
+    assert cm.schedule_seconds(cal, [run, run], parallel=1) == pytest.approx(2 * one, rel=1e-9)
+
+
+def test_the_overhead_is_measured_by_a_stored_run(tmp_path):
+    cal = _cal({1: (0.001, 0.0, 0.0), 2: (0.001, 0.0, 0.0)})
+    tiny = _run(8, 3, batch=8, size=16)
+    assert cm.run_overhead(cal, tiny, 1) > 0.0   # model, initial weights, checkpoints, files: never free
