@@ -46,8 +46,13 @@ def test_train_watch_stop_compare_export(app_server, page, open_app, wait_for_ap
     set_number(page, wait_for_app_run, "Training images", 512)
     set_number(page, wait_for_app_run, "Test images", 128)
     set_number(page, wait_for_app_run, "Steps", 5000)
+    # The last edit's rerun may not have begun within wait_for_app_run's first 210 ms on a busy machine;
+    # Start must not be clicked with the settings of the rerun before it (the default run is 300 steps,
+    # done in seconds, and there would be nothing left to stop).
+    wait_for_app_run(page, initial_wait_ms=1000)
 
     page.get_by_role("button", name="Start", exact=True).click()
+    page.locator("[data-testid='stProgress']").filter(has_text="/5000").first.wait_for(timeout=60_000)
     # The progress bar appears, then the loss chart gains points while the page polls (once a second).
     page.locator("[data-testid='stProgress']").first.wait_for(timeout=60_000)
     page.wait_for_function(f"({LOSS_POINTS_JS})() >= 2", timeout=90_000)
