@@ -86,6 +86,9 @@ class _Process:
             else:
                 if kind == "run":  # take the run's writer lock the moment the server lets go of it
                     cmd["_lock"] = self.take_lock(cmd)
+                    # Threads are set here, in the order the server sent its messages: a "threads" message
+                    # sent after this run's start (a second run started beside it) must win over it.
+                    self.threads = max(1, int(cmd.get("threads", 1)))
                 with self.have_command:
                     self.commands.append(cmd)
                     self.have_command.notify()
@@ -129,8 +132,7 @@ class _Process:
 
         self.stop.clear()
         self.pause.clear()
-        self.threads = max(1, int(cmd.get("threads", 1)))
-        torch.set_num_threads(self.threads)
+        torch.set_num_threads(self.threads)   # the newest the server asked for (read_commands)
         store = RunStore(cmd["runs_dir"])
         lock = cmd.get("_lock")
         if isinstance(lock, Exception):
@@ -152,7 +154,7 @@ class _Process:
                 if now - last["t"] >= STEP_EVENT_PERIOD_S:
                     last["t"] = now
                     self.send({"type": "step", "step": event["step"], "images_per_s": event.get("images_per_s"),
-                               "t": event.get("t")})
+                               "t": event.get("t"), "threads": torch.get_num_threads()})
 
         status = "failed"
         try:

@@ -187,6 +187,7 @@ class LiveState:
     t: float = 0.0                    # seconds since the trainer started
     paused: bool = False
     started: float | None = None      # time.time() when its process took it
+    threads: int | None = None        # intra-op threads its process trains with now
 
 
 @dataclass
@@ -331,6 +332,7 @@ class RunManager:
                 live.state = "running"
         elif kind == "step":
             live.step, live.images_per_s, live.t = msg["step"], msg.get("images_per_s"), msg.get("t") or 0.0
+            live.threads = msg.get("threads")
         elif kind in ("done", "died"):
             if kind == "died":
                 self._record_death(job.run_id, msg.get("code"))

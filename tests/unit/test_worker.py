@@ -240,3 +240,24 @@ def test_queued_runs_are_taken_round_robin_across_owners_with_a_cap_each(tmp_pat
         assert order == [a2, b1, a3]
     finally:
         m.shutdown()
+
+
+def test_runs_at_once_divide_the_cores_and_a_run_alone_gets_them_all(tmp_path):
+    """Two runs at once train with the cores divided between them (a core each on 2 cores, as
+    ``reproduce --parallel 2``): the first run's process, started alone with every core, must take
+    the smaller share once the second starts (three threads on two cores ran the Degradation preset
+    at 0.6x the CLI's speed); once alone again it takes every core back."""
+    from dashboard.worker import threads_per_run
+
+    m = RunManager(tmp_path / "runs", max_concurrent=2)
+    try:
+        first, second = m.start_group([tiny(steps=100_000), tiny(steps=100_000)], "two")
+        wait_for(lambda: all((m.live(r).step or 0) >= 3 and m.live(r).threads for r in (first, second)),
+                 what="both runs training")
+        wait_for(lambda: [m.live(r).threads for r in (first, second)] == [threads_per_run(2)] * 2,
+                 timeout=10, what=f"both runs at {threads_per_run(2)} thread(s)")
+        m.stop(second)
+        assert m.wait([second], timeout=60)
+        wait_for(lambda: m.live(first).threads == threads_per_run(1), timeout=10, what="the lone run on every core")
+    finally:
+        m.shutdown()
