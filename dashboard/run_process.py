@@ -11,7 +11,7 @@ about a second: the ~2.5 s of ``import torch`` and the data set's rendering are 
 is still reading the page.
 
 Protocol (one JSON object per line). The server writes commands to this process's stdin:
-``{"cmd": "prefetch", "data": {...}}``, ``{"cmd": "run", "runs_dir": D, "run_id": R, "threads": N,
+``{"cmd": "prefetch", "data": {...}}``, ``{"cmd": "warmup", "config": {...}}``, ``{"cmd": "run", "runs_dir": D, "run_id": R, "threads": N,
 "resume": bool}``, ``{"cmd": "threads", "n": N}`` (taken at the next logged step), ``{"cmd": "stop"}``,
 ``{"cmd": "pause"}``, ``{"cmd": "resume"}``, ``{"cmd": "exit"}``.
 It answers on the original stdout (everything else the process prints goes to stderr):
@@ -168,6 +168,26 @@ class _Process:
             writer.close()
         self.send({"type": "done", "status": status})
 
+    def warmup(self, cmd: dict) -> None:
+        """A few unrecorded training steps of ``cmd["config"]`` (the default Start): the first steps of
+        a net build its kernels (oneDNN's primitives for each layer's shape), which would otherwise
+        stand between the user's first Start and its first point."""
+        import dataclasses
+
+        import torch
+
+        from resnet_core.config import RunConfig
+        from resnet_core.train import train
+
+        try:
+            cfg = RunConfig.from_dict(cmd["config"])
+            cfg = dataclasses.replace(cfg, train=dataclasses.replace(
+                cfg.train, steps=2, eval_every=0, checkpoint_every=0, feature_maps_every=0, warmup_steps=0))
+            torch.set_num_threads(self.threads)
+            train(cfg, None, dataset=self.dataset(cfg.data))
+        except Exception as e:  # noqa: BLE001 - only a head start; the run itself reports any problem
+            print(f"warm-up failed: {type(e).__name__}: {e}", file=sys.stderr)
+
     def serve(self) -> None:
         from resnet_core.config import DataConfig
 
@@ -183,6 +203,8 @@ class _Process:
                     self.dataset(DataConfig.from_dict(cmd["data"]))
                 except Exception as e:  # noqa: BLE001 - the run that needs this data set reports it
                     print(f"prefetch failed: {type(e).__name__}: {e}", file=sys.stderr)
+            elif kind == "warmup":
+                self.warmup(cmd)
             elif kind == "run":
                 self.run(cmd)
 

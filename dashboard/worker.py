@@ -124,11 +124,14 @@ class _Pool:
         self._idle: list[_Child] = []
         self._all: list[_Child] = []
         self._prefetched: list[dict] = []
+        self._warmup: dict | None = None
 
     def _spawn(self) -> _Child:
         child = _Child()
         for data in self._prefetched:
             child.send({"cmd": "prefetch", "data": data})
+        if self._warmup is not None:
+            child.send({"cmd": "warmup", "config": self._warmup})
         self._all.append(child)
         return child
 
@@ -146,9 +149,15 @@ class _Pool:
             if not child.dead and child.proc.poll() is None:
                 self._idle.append(child)
 
-    def warm(self, n: int, data: DataConfig | None = None) -> None:
-        """At least ``n`` processes started (idle ones count), each loading ``data`` in the background."""
+    def warm(self, n: int, data: DataConfig | None = None, run: RunConfig | None = None) -> None:
+        """At least ``n`` processes started (idle ones count), each loading ``data`` in the background
+        (and new ones taking a few unrecorded steps of ``run``, which builds its kernels)."""
         with self._lock:
+            if run is not None and run.to_dict() != self._warmup:
+                self._warmup = run.to_dict()
+                for child in self._all:
+                    if not child.dead:
+                        child.send({"cmd": "warmup", "config": self._warmup})
             if data is not None:
                 d = data.to_dict()
                 if d not in self._prefetched:
@@ -233,10 +242,10 @@ class RunManager:
                 cls._shared[root] = cls(root, max_concurrent)
             return cls._shared[root]
 
-    def warm(self, data: DataConfig | None = None) -> None:
-        """Starts the training processes now (importing torch and loading ``data`` in the background),
-        so that the first Start does not wait for them."""
-        _POOL.warm(self.max_concurrent, data)
+    def warm(self, data: DataConfig | None = None, run: RunConfig | None = None) -> None:
+        """Starts the training processes now (importing torch, loading ``data`` and taking a few
+        unrecorded steps of ``run`` in the background), so that the first Start does not wait for them."""
+        _POOL.warm(self.max_concurrent, data, run)
 
     # --- starting --------------------------------------------------------------------------------
     def start(self, cfg: RunConfig, title: str | None = None, owner: str = "") -> str:

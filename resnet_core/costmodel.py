@@ -31,7 +31,7 @@ from pathlib import Path
 from .config import ModelConfig, RunConfig
 
 EVAL_IMAGES_PER_BATCH = 256   # resnet_core.train.evaluate's batch
-CALIBRATION_VERSION = 2
+CALIBRATION_VERSION = 3
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -66,9 +66,10 @@ class Calibration:
     machine: dict
     device: str
     coefficients: dict[int, tuple[float, float, float]]   # threads -> (fixed s, s per layer, s per GMAC)
-    startup_s: float   # a run's own cost besides its steps: set-up, initial weights, feature maps, checkpoints
+    startup_s: float   # a run's own cost besides its steps: set-up, initial weights, checkpoints, files
     samples: list[dict]
     measured_at: float
+    snapshot_s: float = 0.0   # one feature-map snapshot of the probe image, written (per snapshot)
 
     def step_seconds(self, cfg: RunConfig, threads: int = 1) -> float:
         known = sorted(self.coefficients)
@@ -85,12 +86,12 @@ class Calibration:
     def to_dict(self) -> dict:
         return {"version": CALIBRATION_VERSION, "machine": self.machine, "device": self.device,
                 "coefficients": {str(k): v for k, v in self.coefficients.items()}, "startup_s": self.startup_s,
-                "samples": self.samples, "measured_at": self.measured_at}
+                "samples": self.samples, "measured_at": self.measured_at, "snapshot_s": self.snapshot_s}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Calibration":
         return cls(d["machine"], d["device"], {int(k): tuple(v) for k, v in d["coefficients"].items()},
-                   float(d["startup_s"]), list(d["samples"]), float(d["measured_at"]))
+                   float(d["startup_s"]), list(d["samples"]), float(d["measured_at"]), float(d.get("snapshot_s", 0.0)))
 
 
 def _cpu_model() -> str:
@@ -169,10 +170,11 @@ def time_steps(cfg: RunConfig, threads: int, steps: int = 8, warmup: int = 2) ->
     return per_step, max(0.0, times[logged[0]] - t0 - logged[0] * per_step)
 
 
-def run_overhead(cal: "Calibration", cfg: RunConfig, threads: int) -> float:
-    """Seconds a stored run costs besides its training steps and evaluations: building the model, the
-    initial weights and first feature maps written, the checkpoints, the run's files. Measured by
-    training ``cfg`` for a few steps into a temporary run store, as the dashboard's runs are trained."""
+def run_overhead(cal: "Calibration", cfg: RunConfig, threads: int) -> tuple[float, float]:
+    """(seconds a stored run costs besides its training steps and evaluations: building the model,
+    the initial weights, the checkpoints, the run's files; seconds of one feature-map snapshot).
+    Measured by training ``cfg`` for a few steps into a temporary run store, as the dashboard's runs
+    are trained: once with snapshots only at the first and last step, once with one every step."""
     import tempfile
 
     import torch
@@ -181,21 +183,27 @@ def run_overhead(cal: "Calibration", cfg: RunConfig, threads: int) -> float:
     from .runs import RunStore, execute_run
 
     data = dataclasses.replace(cfg.data, n_train=max(2 * cfg.train.batch_size, 10), n_test=max(cfg.train.batch_size, 10))
-    steps = 3
-    run = dataclasses.replace(cfg, data=data, train=dataclasses.replace(cfg.train, steps=steps, eval_every=0,
-                                                                        checkpoint_every=2, warmup_steps=0))
+    steps = 6
     ds = load_dataset(data)
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
+
+    def wall(every: int) -> tuple[float, RunConfig]:
+        run = dataclasses.replace(cfg, data=data, train=dataclasses.replace(
+            cfg.train, steps=steps, eval_every=0, checkpoint_every=3, warmup_steps=0, feature_maps_every=every))
         with tempfile.TemporaryDirectory() as tmp:
             writer = RunStore(tmp).create(run, status="queued")
             t0 = time.perf_counter()
             execute_run(writer, dataset=ds)
-            wall = time.perf_counter() - t0
+            return time.perf_counter() - t0, run
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        sparse, run = wall(steps + 1)   # snapshots at the first and the last step only
+        dense, _ = wall(1)              # and at every step: steps - 1 more
     finally:
         torch.set_num_threads(before)
-    return max(0.0, wall - run_work(run) * cal.step_seconds(run, threads))
+    snapshot = max(0.0, (dense - sparse) / (steps - 1))
+    return max(0.0, sparse - 2 * snapshot - run_work(run) * cal.step_seconds(run, threads)), snapshot
 
 
 def _fit(rows: list[tuple[float, float, float]]) -> tuple[float, float, float]:
@@ -235,7 +243,7 @@ def calibrate(device: str = "cpu", thread_counts: list[int] | None = None, save:
             rows.append((weight_layers(cfg.model), step_gmacs(cfg), per_step))
         coefficients[threads] = _fit(rows)
     cal = Calibration(machine_info(device), device, coefficients, 0.0, samples, time.time())
-    cal.startup_s = run_overhead(cal, configs[0], max(thread_counts))
+    cal.startup_s, cal.snapshot_s = run_overhead(cal, configs[0], max(thread_counts))
     if save:
         path = cache_path(device)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -320,7 +328,10 @@ def schedule_seconds(cal: Calibration, cfgs: list[RunConfig], parallel: int, *,
     ahead = ahead or []
     order = [cfgs[i] for i in (longest_first(cfgs) if parallel > 1 else range(len(cfgs)))]
     def overhead(c: RunConfig) -> float:   # the run's own cost besides its steps, in its steps
-        return cal.startup_s / cal.step_seconds(c, cores)
+        steps = c.train.total_steps(n_train if n_train is not None else c.data.n_train)
+        every = c.train.feature_maps_every
+        snapshots = (2 + steps // every) if every else 0   # at step 1, every ``every`` steps, at the end
+        return (cal.startup_s + snapshots * cal.snapshot_s) / cal.step_seconds(c, cores)
 
     pending = ([(c, run_work(c, steps_done=d)) for c, d in ahead]
                + [(c, run_work(c, n_train, n_test) + overhead(c)) for c in order])

@@ -108,4 +108,16 @@ def test_a_runs_own_overhead_is_added_once_per_run():
 def test_the_overhead_is_measured_by_a_stored_run(tmp_path):
     cal = _cal({1: (0.001, 0.0, 0.0), 2: (0.001, 0.0, 0.0)})
     tiny = _run(8, 3, batch=8, size=16)
-    assert cm.run_overhead(cal, tiny, 1) > 0.0   # model, initial weights, checkpoints, files: never free
+    tiny = dataclasses.replace(tiny, train=dataclasses.replace(tiny.train, feature_maps_every=25))
+    overhead, snapshot = cm.run_overhead(cal, tiny, 1)
+    assert overhead > 0.0 and snapshot > 0.0   # model, initial weights, checkpoints, maps: never free
+
+
+def test_feature_map_snapshots_are_counted_per_run():
+    """Hand computation: 1 s a step alone, no fixed overhead, 0.5 s a snapshot: 100 steps with maps
+    every 25 take 2 + 4 snapshots (first step, every 25th, the end): 100 + 10/(3*64) + 3 s."""
+    cal = _cal({1: (2.0, 0.0, 0.0), 2: (1.0, 0.0, 0.0)})
+    cal.snapshot_s = 0.5
+    run = _run(8, 100)
+    run = dataclasses.replace(run, train=dataclasses.replace(run.train, feature_maps_every=25))
+    assert cm.schedule_seconds(cal, [run], parallel=2) == pytest.approx(100 + 10 / (3 * 64) + 3.0, rel=1e-9)
