@@ -42,7 +42,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-sync", "--no-first-run"]
 ENDED = ("finished", "stopped", "failed", "diverged", "interrupted")
 TIMEOUT_MS = 180_000   # any one wait; a loaded 2-core machine took 15 s for some renders
-BUDGET_GB = 2.0   # the server's memory budget here: tiny runs fit, ResNet-218 at batch 128 (2.8 GB) does not
+BUDGET_GB = 0.6   # the server's memory budget here: the default Start (0.28 GB) fits, ResNet-218 on its 16x16 data at batch 128 (0.92 GB) does not
 
 
 # --- the server ------------------------------------------------------------------------------------
