@@ -26,14 +26,9 @@ class ServeError(Exception):
 
 
 def _loopback(address: str) -> bool:
-    import ipaddress
+    from dashboard.access import is_loopback   # one definition, beside the sign-in gate that uses it
 
-    if address == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(address.strip("[]")).is_loopback
-    except ValueError:
-        return False
+    return is_loopback(address)
 
 
 def settings(env: dict, port: int) -> tuple[str, str | None, list[str]]:

@@ -454,6 +454,17 @@ def paths(name: str) -> None:
 
 # --- 4. lesions ----------------------------------------------------------------------------------------
 
+def community_request(name: str, spec: str, settings: dict, key: str, problem: str | None):
+    """(the request for a community checkpoint by name, or None while it is not downloaded; the
+    problem to show): its Download button and progress are drawn here."""
+    path = downloads.community_checkpoint(spec, key=key, auto=False)
+    if path is None:
+        return None, f"{spec} is not here yet: download it above."
+    ref = spec.split(":", 1)[1]
+    request = view.Request(name, f"{ref} (community)", checkpoint=str(path), settings=settings, data=CKPT_DATA)
+    return request, (NO_CIFAR if CKPT_DATA is None else problem)
+
+
 def lesion(name: str) -> None:
     # Residual runs first (the study's subject), then the community checkpoints, then plain runs.
     ordered = [r for r in RUNS if r["residual"]], [r for r in RUNS if not r["residual"]]
@@ -482,14 +493,8 @@ def lesion(name: str) -> None:
         if kind == "run":
             requests.append(view.Request(name, labels[spec], run_id=ref, settings=settings))
         else:  # a community checkpoint by name, downloaded on first use
-            path = downloads.community_checkpoint(spec, key="why_le_dl", auto=False)
-            if path is None:
-                problem = f"{spec} is not here yet: download it above."
-                continue
-            if CKPT_DATA is None:
-                problem = NO_CIFAR
-            requests.append(view.Request(name, f"{ref} (community)", checkpoint=str(path),
-                                         settings=settings, data=CKPT_DATA))
+            request, problem = community_request(name, spec, settings, "why_le_dl", problem)
+            requests += [request] if request is not None else []
 
     def draw(results):
         figs = {"Single deletions": charts.lesion_single_figure(
@@ -552,14 +557,8 @@ def responses(name: str) -> None:
             by_id = {r["run_id"]: r for r in RUNS}
             requests.append(view.Request(name, f"{by_id[ref]['label']} · {ref[-4:]}", run_id=ref, settings=settings))
         else:  # a community checkpoint by name, downloaded on first use
-            path = downloads.community_checkpoint(spec, key=f"why_re_dl_{ref}", auto=False)
-            if path is None:
-                problem = f"{spec} is not here yet: download it above."
-                continue
-            if CKPT_DATA is None:
-                problem = NO_CIFAR
-            requests.append(view.Request(name, f"{ref} (community)", checkpoint=str(path),
-                                         settings=settings, data=CKPT_DATA))
+            request, problem = community_request(name, spec, settings, f"why_re_dl_{ref}", problem)
+            requests += [request] if request is not None else []
 
     def draw(results):
         series = {k: (r["layer_response_names"], r["layer_response_std"]) for k, r in results.items()}
