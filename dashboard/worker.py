@@ -207,7 +207,6 @@ class _Job:
     resume: bool = False              # continues the run from its last checkpoint
     live: LiveState | None = None
     child: _Child | None = None
-    stopped: bool = False
 
 
 class QueueFull(RuntimeError):
@@ -389,7 +388,6 @@ class RunManager:
             job = self._running.get(run_id)
             if job is None:
                 return False
-            job.stopped = True
             if job.child is not None:
                 job.child.send({"cmd": "stop"})
             job.live.state, job.live.paused = "stopping", False

@@ -18,6 +18,7 @@ training at that moment, behind the runs already training or queued.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -105,14 +106,20 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def machine_info(device: str = "cpu") -> dict:
+@functools.lru_cache(maxsize=8)
+def _machine(device: str) -> tuple:
     import torch
 
     info = {"host": platform.node(), "cpu": _cpu_model(), "cores": os.cpu_count() or 1, "torch": torch.__version__,
             "device": device}
     if device == "cuda" and torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
-    return info
+    return tuple(info.items())
+
+
+def machine_info(device: str = "cpu") -> dict:
+    """What the calibration is keyed on (read once per process: it does not change under it)."""
+    return dict(_machine(device))
 
 
 def cache_path(device: str = "cpu") -> Path:
@@ -132,9 +139,9 @@ def calibration_configs(device: str = "cpu") -> list[RunConfig]:
     return [start] + [c for c in fig6 if c.model.residual] + [c for c in fig6 if not c.model.residual][:1]
 
 
-def time_steps(cfg: RunConfig, threads: int, steps: int = 8, warmup: int = 2) -> tuple[float, float]:
-    """(seconds per training step, seconds before the first step) of ``cfg`` on ``threads`` threads,
-    through the trainer itself (probes and logging as the config sets them; no evaluation)."""
+def time_steps(cfg: RunConfig, threads: int, steps: int = 8, warmup: int = 2) -> float:
+    """Seconds per training step of ``cfg`` on ``threads`` threads, through the trainer itself (probes
+    and logging as the config sets them; no evaluation). A run's own set-up is ``run_overhead``'s."""
     import torch
 
     from .data import load_dataset
@@ -149,7 +156,6 @@ def time_steps(cfg: RunConfig, threads: int, steps: int = 8, warmup: int = 2) ->
         warmup_steps=0))
     ds = load_dataset(data)
     times: dict[int, float] = {}
-    t0 = time.perf_counter()
 
     def on_event(e):
         if e["type"] == "step":
@@ -161,13 +167,11 @@ def time_steps(cfg: RunConfig, threads: int, steps: int = 8, warmup: int = 2) ->
         train(run, on_event, dataset=ds)
     finally:
         torch.set_num_threads(before)
-    logged = [k for k in sorted(times)]
-    kept = [k for k in logged if k > warmup]   # the first steps pay one-off costs
+    kept = [k for k in sorted(times) if k > warmup]   # the first steps pay one-off costs
     # The median over the windows between logged steps: a moment of other work on the machine moves
     # one window, not the figure.
     rates = sorted((times[b] - times[a]) / (b - a) for a, b in zip(kept, kept[1:]))
-    per_step = rates[len(rates) // 2]
-    return per_step, max(0.0, times[logged[0]] - t0 - logged[0] * per_step)
+    return rates[len(rates) // 2]
 
 
 def run_overhead(cal: "Calibration", cfg: RunConfig, threads: int) -> tuple[float, float]:
@@ -237,7 +241,7 @@ def calibrate(device: str = "cpu", thread_counts: list[int] | None = None, save:
     for threads in thread_counts:
         rows = []
         for cfg in configs:
-            per_step, _ = time_steps(cfg, threads)
+            per_step = time_steps(cfg, threads)
             samples.append({"label": cfg.label, "threads": threads, "step_s": round(per_step, 5),
                             "layers": weight_layers(cfg.model), "gmacs": round(step_gmacs(cfg), 4)})
             rows.append((weight_layers(cfg.model), step_gmacs(cfg), per_step))
@@ -253,13 +257,22 @@ def calibrate(device: str = "cpu", thread_counts: list[int] | None = None, save:
     return cal
 
 
+_loaded: dict[tuple[str, int], Calibration] = {}
+
+
 def load_calibration(device: str = "cpu") -> Calibration | None:
-    """This machine's cached calibration, or None when it has not been measured yet."""
+    """This machine's cached calibration, or None when it has not been measured yet. Parsed once per
+    version of the file (a page asks for it several times on every rerun)."""
+    path = cache_path(device)
     try:
-        d = json.loads(cache_path(device).read_text())
-        if d.get("version") != CALIBRATION_VERSION:
-            return None
-        return Calibration.from_dict(d)
+        key = (str(path), path.stat().st_mtime_ns)
+        if key not in _loaded:
+            d = json.loads(path.read_text())
+            if d.get("version") != CALIBRATION_VERSION:
+                return None
+            _loaded.clear()
+            _loaded[key] = Calibration.from_dict(d)
+        return _loaded[key]
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -291,11 +304,6 @@ def calibrate_in_background(device: str = "cpu") -> None:
         t = threading.Thread(target=work, name=f"calibrate-{device}", daemon=True)
         _background[device] = t
         t.start()
-
-
-def calibrating(device: str = "cpu") -> bool:
-    t = _background.get(device)
-    return t is not None and t.is_alive()
 
 
 # ----------------------------------------------------------------------------------------------------
