@@ -81,8 +81,9 @@ class Calibration:
     @property
     def basis(self) -> str:
         when = time.strftime("%Y-%m-%d", time.localtime(self.measured_at))
-        return (f"estimated from {len(self.samples)} timed training steps of {len({s['label'] for s in self.samples})} "
-                f"nets on this machine ({self.machine.get('cpu', '?')}, {when})")
+        threads = sorted({s.get("threads", 1) for s in self.samples})
+        return (f"estimated from training steps of {len({s['label'] for s in self.samples})} nets timed on this "
+                f"machine at {' and '.join(map(str, threads))} thread(s) ({self.machine.get('cpu', '?')}, {when})")
 
     def to_dict(self) -> dict:
         return {"version": CALIBRATION_VERSION, "machine": self.machine, "device": self.device,
