@@ -31,12 +31,12 @@ step() {  # step TITLE LIMIT_S CMD...
   echo "== machine"; date -u; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1 || true
   "$PY" -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision', torchvision.__version__, 'cuda', torch.cuda.is_available() and torch.cuda.get_device_name(0))"
   "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" || { echo "no CUDA GPU here: nothing to check"; exit 2; }
-  step "tests/gpu" 150 "$PY" -m pytest tests/gpu -q -rs -p no:cacheprovider -o addopts=""
-  step "bench/gpu_throughput.py" 180 "$PY" bench/gpu_throughput.py --epochs 2 --steps 30
+  step "tests/gpu" 120 "$PY" -m pytest tests/gpu -q -rs -p no:cacheprovider -o addopts=""
+  step "bench/gpu_throughput.py" 170 "$PY" bench/gpu_throughput.py --depths 20,56 --epochs 1 --steps 30
   step "reproduce fig6 --scale paper (CIFAR-sized stand-in, 500 steps)" 120 \
     "$PY" -m resnet_core reproduce fig6 --scale paper --dataset synthetic --n-train 50000 --n-test 10000 \
-      --steps 500 --parallel 4 --device cuda --runs-dir /tmp/resnet-lab-gpu-runs --quiet
-  step "python -m resnet_core estimate --device cuda" 60 "$PY" -m resnet_core estimate --device cuda --scale paper
+      --steps 500 --parallel 4 --device cuda --runs-dir /tmp/resnet-lab-gpu-runs --out "$DIR/figures" --quiet
+  step "python -m resnet_core estimate --calibrate --device cuda" 60 "$PY" -m resnet_core estimate --calibrate --device cuda --scale paper
   echo "== gpu-check: $([ $status -eq 0 ] && echo passed || echo FAILED)"
   exit $status
 } 2>&1 | tee "$REPORT"

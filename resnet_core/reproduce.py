@@ -108,8 +108,8 @@ def reproduce(key: str, scale: str, *, dataset: DataConfig | None = None, seeds:
 
 
 # ----------------------------------------------------------------------------------------------------
-# Figures: plotly for the HTML (interactive), matplotlib for the PNG (kaleido is not a dependency),
-# PIL when matplotlib is absent.
+# Figures: plotly for the HTML (interactive), matplotlib for the PNG (kaleido is not a dependency).
+# A figure whose library is missing is left out with a note: the runs and the verdict are already kept.
 # ----------------------------------------------------------------------------------------------------
 
 def _series(result: dict, curves: dict[str, list[dict]]) -> tuple[str, str, list[dict]]:
@@ -147,15 +147,28 @@ def _title(result: dict) -> str:
 
 
 def write_figures(result: dict, curves: dict[str, list[dict]], out: str | Path) -> dict[str, str]:
-    """The preset's chart as ``<preset>-<scale>.html`` and ``.png`` in ``out``; returns their paths."""
+    """The preset's chart as ``<preset>-<scale>.html`` and ``.png`` in ``out``; returns their paths.
+
+    A format whose plotting library is not installed is left out, and ``skipped`` says which and how to
+    get it (the runs are in the run store and the verdict in the result either way)."""
     out = Path(out).expanduser()
     out.mkdir(parents=True, exist_ok=True)
     stem = f"{result['preset']}-{result['scale']}"
     xt, yt, lines = _series(result, curves)
-    html, png = out / f"{stem}.html", out / f"{stem}.png"
-    _write_html(html, _title(result), xt, yt, lines)
-    _write_png(png, _title(result), xt, yt, lines)
-    return {"html": str(html), "png": str(png)}
+    paths: dict[str, str] = {}
+    skipped = []
+    for fmt, writer in (("html", _write_html), ("png", _write_png)):
+        path = out / f"{stem}.{fmt}"
+        try:
+            writer(path, _title(result), xt, yt, lines)
+        except ModuleNotFoundError as e:
+            lib = (e.name or "a plotting library").split(".")[0]
+            skipped.append(f"{fmt}: {lib} is not installed (pip install {lib}, or make run sets it up)")
+            continue
+        paths[fmt] = str(path)
+    if skipped:
+        paths["skipped"] = "; ".join(skipped)
+    return paths
 
 
 def _colours(lines: list[dict]) -> dict[str, str]:
@@ -181,11 +194,8 @@ def _write_html(path: Path, title: str, xt: str, yt: str, lines: list[dict]) -> 
 
 
 def _write_png(path: Path, title: str, xt: str, yt: str, lines: list[dict]) -> None:
-    try:
-        import matplotlib
-    except ImportError:
-        _write_png_pil(path, title, xt, yt, lines)
-        return
+    import matplotlib
+
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
@@ -205,39 +215,6 @@ def _write_png(path: Path, title: str, xt: str, yt: str, lines: list[dict]) -> N
         fig.savefig(path)
     finally:
         plt.close(fig)
-
-
-def _write_png_pil(path: Path, title: str, xt: str, yt: str, lines: list[dict]) -> None:
-    """A plain line chart drawn with PIL: axes with ticks, one polyline per run, a legend."""
-    from PIL import Image, ImageDraw
-
-    w, h, left, right, top, bottom = 900, 560, 70, 200, 60, 50
-    img = Image.new("RGB", (w, h), "white")
-    d = ImageDraw.Draw(img)
-    xs = [x for line in lines for x in line["x"]] or [0, 1]
-    x0, x1 = min(xs), max(xs) if max(xs) > min(xs) else min(xs) + 1
-    px = lambda x: left + (x - x0) / (x1 - x0) * (w - left - right)   # noqa: E731
-    py = lambda y: top + (1 - y / 100) * (h - top - bottom)            # noqa: E731
-    d.rectangle([left, top, w - right, h - bottom], outline="black")
-    for y in range(0, 101, 20):
-        d.line([left - 4, py(y), left, py(y)], fill="black")
-        d.text((left - 30, py(y) - 6), str(y), fill="black")
-    for i in range(6):
-        x = x0 + (x1 - x0) * i / 5
-        d.line([px(x), h - bottom, px(x), h - bottom + 4], fill="black")
-        d.text((px(x) - 10, h - bottom + 8), f"{x:g}", fill="black")
-    d.multiline_text((left, 4), title, fill="black")
-    d.text(((w - right) // 2, h - 20), xt, fill="black")
-    d.text((5, top - 15), yt, fill="black")
-    colours = _colours(lines)
-    for i, line in enumerate(lines):
-        pts = [(px(x), py(y)) for x, y in zip(line["x"], line["y"]) if y == y]
-        if len(pts) > 1:
-            d.line(pts, fill=colours[line["group"]], width=1 if line["dash"] else 2)
-        d.line([w - right + 10, top + 15 * i + 6, w - right + 30, top + 15 * i + 6], fill=colours[line["group"]],
-               width=2)
-        d.text((w - right + 35, top + 15 * i), line["name"][:24], fill="black")
-    img.save(path)
 
 
 __all__ = ["PRESETS", "reproduce", "reproduce_configs", "write_figures"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 EXAMPLE = "python -m resnet_core reproduce fig6 --scale quick --seeds 3 --out figures"
 
@@ -92,5 +93,7 @@ def run_reproduce(args) -> int:
                        parallel=args.parallel or runs_at_once(),
                        progress=progress, gpus=_gpus(args))
     print(json.dumps(result))
+    if result.get("figures", {}).get("skipped"):
+        print(f"figure left out: {result['figures']['skipped']}", file=sys.stderr)
     failed = [r for r in result["runs"] if r["status"] not in ("finished", "stopped")]
     return 1 if failed else 0

@@ -2,6 +2,7 @@
 
 Tiny versions (--steps 2): plumbing, not findings (bench/paper_findings.py measures those)."""
 import json
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -68,19 +69,34 @@ def test_reproduce_bad_input_is_one_line_and_exit_2(args, needle, capsys, tmp_pa
     assert code == 2 and len(err) == 1 and err[0].startswith("error:") and needle in err[0]
 
 
-@pytest.mark.parametrize("with_matplotlib", [True, False])
-def test_figures_are_real_charts_with_or_without_matplotlib(tmp_path, monkeypatch, with_matplotlib):
+def _sweep_result():
+    runs = [{"run_id": f"r{d}", "label": f"plain-{d}", "arch": "plain", "depth": d, "seed": 0,
+             "final_train_error": e} for d, e in ((8, 0.2), (20, 0.4), (56, 0.9))]
+    return {"preset": "depth-sweep", "title": "Depth sweep", "scale": "quick", "runs": runs,
+            "verdict": {"line": "plain error grows with depth"}}
+
+
+def test_figures_are_real_charts(tmp_path):
+    from resnet_core.reproduce import write_figures
+
+    paths = write_figures(_sweep_result(), {}, tmp_path)
+    png = Image.open(paths["png"]).convert("RGB")
+    colours = {c for _, c in png.getcolors(1 << 20)}
+    assert png.size[0] >= 600 and (31, 119, 180) in colours   # the first series' colour is drawn
+    html = Path(paths["html"]).read_text()
+    assert "plain (seed 0)" in html and "skipped" not in paths
+
+
+@pytest.mark.parametrize("missing, kept", [("plotly", "png"), ("matplotlib", "html")])
+def test_a_missing_plotting_library_leaves_out_its_figure_and_says_how_to_get_it(tmp_path, monkeypatch, missing,
+                                                                                 kept):
     import sys
 
     from resnet_core.reproduce import write_figures
 
-    if not with_matplotlib:
-        monkeypatch.setitem(sys.modules, "matplotlib", None)   # import fails: the PIL drawing is used
-    runs = [{"run_id": f"r{d}", "label": f"plain-{d}", "arch": "plain", "depth": d, "seed": 0,
-             "final_train_error": e} for d, e in ((8, 0.2), (20, 0.4), (56, 0.9))]
-    result = {"preset": "depth-sweep", "title": "Depth sweep", "scale": "quick", "runs": runs,
-              "verdict": {"line": "plain error grows with depth"}}
-    paths = write_figures(result, {}, tmp_path)
-    png = Image.open(paths["png"]).convert("RGB")
-    colours = {c for _, c in png.getcolors(1 << 20)}
-    assert png.size[0] >= 600 and (31, 119, 180) in colours   # the first series' colour is drawn
+    for name in [m for m in sys.modules if m == missing or m.startswith(missing + ".")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, missing, None)   # import fails as if not installed
+    paths = write_figures(_sweep_result(), {}, tmp_path)
+    assert set(paths) == {kept, "skipped"} and Path(paths[kept]).stat().st_size > 1000
+    assert f"{missing} is not installed (pip install {missing}" in paths["skipped"]
