@@ -32,7 +32,7 @@ from resnet_core.files import OutsideRoots, browser_path, data_roots
 from resnet_core.images import ImageError, load_image
 from resnet_core.runs import RunStore, default_runs_dir
 
-from .jobs import Job, JobService  # noqa: F401  (Job: part of this module's interface)
+from dashboard.jobs import Job, JobService  # noqa: F401  (Job: part of this module's interface)
 
 USER_ERRORS = (ImageError, CheckpointError, ModelError, AttributionError, ConfigError, OutsideRoots)
 MAX_RESULTS = 256

@@ -26,7 +26,7 @@ from plotly.subplots import make_subplots
 
 from resnet_core.curves import ema
 
-from .series import RunSeries
+from dashboard.series import RunSeries
 
 MAX_POINTS = 400        # points per curve after decimation
 MAX_HEATMAP_COLS = 160  # step columns of a heatmap after decimation

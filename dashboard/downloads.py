@@ -19,7 +19,7 @@ from resnet_core.data import DataError
 from resnet_core.data.cifar import CIFAR10_DIRNAME, download_cifar10
 from resnet_core.download import DownloadCancelled
 
-from .jobs import Job, JobService
+from dashboard.jobs import Job, JobService
 
 CIFAR_KEY = "cifar10-data"
 

@@ -7,7 +7,7 @@ import streamlit as st
 from resnet_core.checkpoints import CheckpointError
 from resnet_core.resume import RESUMABLE
 
-from . import state
+from dashboard import state
 
 
 def resume_panel(manager, infos) -> None:

@@ -6,8 +6,8 @@ import streamlit as st
 
 from resnet_core.runs import RunInfo, default_runs_dir
 
-from .series import RunSeries, SeriesCache
-from .worker import RunManager
+from dashboard.series import RunSeries, SeriesCache
+from dashboard.worker import RunManager
 
 
 @st.cache_resource(show_spinner=False)

@@ -18,7 +18,7 @@ from resnet_core.data import folder_classes as core_folder_classes
 from resnet_core.files import OutsideRoots, browser_path, data_roots
 from resnet_core.runs import ACTIVE
 
-from . import downloads
+from dashboard import downloads
 
 MAX_MENU_DEPTH = 218   # deeper nets exist (up to 1202) but train at a few images per second on a CPU
 CIFAR_DIRNAME = "cifar-10-batches-py"

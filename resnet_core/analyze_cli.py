@@ -33,8 +33,8 @@ SETTING_FLAGS = {
 
 
 def add_analyze_parser(subparsers) -> argparse.ArgumentParser:
-    from .analysis import ANALYSES
-    from .cli import _add_data_flags, _add_model_flags, _runs_dir
+    from resnet_core.analysis import ANALYSES
+    from resnet_core.cli import _add_data_flags, _add_model_flags, _runs_dir
 
     p = subparsers.add_parser("analyze", help="why residual nets work: gradient flow, shattering, paths, "
                               "lesions, loss landscapes", description=f"Examples: {EXAMPLES}")
@@ -67,7 +67,7 @@ def add_analyze_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def _settings(a, analysis) -> dict:
-    from .analysis import AnalysisError
+    from resnet_core.analysis import AnalysisError
 
     settings = {}
     for flag, (key, typ, _) in SETTING_FLAGS.items():
@@ -98,15 +98,15 @@ def _settings(a, analysis) -> dict:
 
 
 def _source(a):
-    from .analysis import AnalysisError, ModelSource
-    from .cli import _model_cfg
+    from resnet_core.analysis import AnalysisError, ModelSource
+    from resnet_core.cli import _model_cfg
 
     if a.run and a.checkpoint:
         raise AnalysisError("give --run or --checkpoint, not both")
     if a.run:
         return ModelSource(run_id=a.run)
     if a.checkpoint:
-        from . import community
+        from resnet_core import community
 
         if community.is_community(a.checkpoint):  # downloaded on first use, with a bar on stderr
             return ModelSource(checkpoint=str(community.ensure_with_bar(a.checkpoint, not a.quiet)))
@@ -139,14 +139,14 @@ class _Bar:
 
 
 def _analyze(a) -> dict:
-    from .analysis import AnalysisError, estimate_cost, get_analysis, run_analysis
-    from .analysis.figures import write_html, write_png
+    from resnet_core.analysis import AnalysisError, estimate_cost, get_analysis, run_analysis
+    from resnet_core.analysis.figures import write_html, write_png
 
     analysis = get_analysis(a.analysis)
     source = _source(a)
     data = None
     if a.dataset is not None:
-        from .cli import _data_cfg
+        from resnet_core.cli import _data_cfg
 
         data = _data_cfg(a)
     settings = _settings(a, analysis)
@@ -176,11 +176,11 @@ def _analyze(a) -> dict:
 
 
 def run_analyze(args) -> int:
-    from .analysis import AnalysisError, Cancelled
-    from .checkpoints import CheckpointError
-    from .cli import one_line_errors
-    from .config import ConfigError
-    from .data import DataError
+    from resnet_core.analysis import AnalysisError, Cancelled
+    from resnet_core.checkpoints import CheckpointError
+    from resnet_core.cli import one_line_errors
+    from resnet_core.config import ConfigError
+    from resnet_core.data import DataError
 
     def work() -> int:
         print(json.dumps(_analyze(args)))

@@ -18,7 +18,7 @@ EXAMPLE = ("python -m resnet_core attribute --image cat.jpg --model cifar10:resn
 
 
 def add_attribute_parser(subparsers) -> argparse.ArgumentParser:
-    from .attribution import METHODS, MODEL_SPECS
+    from resnet_core.attribution import METHODS, MODEL_SPECS
 
     p = subparsers.add_parser("attribute", help="attribution map of one image (Captum) as an overlay PNG",
                               description=f"Example: {EXAMPLE}")
@@ -36,7 +36,7 @@ def add_attribute_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def _settings(method: str, steps: int | None) -> dict | None:
-    from .attribution import AttributionError
+    from resnet_core.attribution import AttributionError
 
     if steps is None:
         return None
@@ -50,9 +50,9 @@ def _settings(method: str, steps: int | None) -> dict | None:
 
 
 def _attribute(args) -> dict:
-    from .attribution import (METHODS, AttributionError, attribute, load_model, overlay, png_bytes, predict)
-    from .images import load_image, model_view, normalize_image
-    from .train import resolve_device
+    from resnet_core.attribution import (METHODS, AttributionError, attribute, load_model, overlay, png_bytes, predict)
+    from resnet_core.images import load_image, model_view, normalize_image
+    from resnet_core.train import resolve_device
 
     if not 0.0 <= args.alpha <= 1.0:
         raise AttributionError(f"--alpha must be from 0 to 1; got {args.alpha}")
@@ -63,7 +63,7 @@ def _attribute(args) -> dict:
     if not out.parent.is_dir():
         raise AttributionError(f"the output directory {out.parent} does not exist")
     img = load_image(args.image)  # before the model: a bad picture fails fast
-    from .community import ensure_with_bar, is_community
+    from resnet_core.community import ensure_with_bar, is_community
 
     if is_community(args.model):  # downloaded on first use, with a bar on stderr
         ensure_with_bar(args.model)
@@ -91,12 +91,12 @@ def _attribute(args) -> dict:
 
 
 def run_attribute(args) -> int:
-    from .attribution import AttributionError
-    from .checkpoints import CheckpointError
-    from .cli import one_line_errors
-    from .config import ConfigError
-    from .imagenet import ModelError
-    from .images import ImageError
+    from resnet_core.attribution import AttributionError
+    from resnet_core.checkpoints import CheckpointError
+    from resnet_core.cli import one_line_errors
+    from resnet_core.config import ConfigError
+    from resnet_core.imagenet import ModelError
+    from resnet_core.images import ImageError
 
     def work() -> int:
         result = _attribute(args)

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import torch
 
-from . import memory
-from .config import ConfigError, ModelConfig
-from .files import NotARegularFile, read_regular
-from .data_consts import CIFAR10_CLASSES, IMAGENET_MEAN, IMAGENET_STD
-from .models import CifarResNet, build_model, legacy_preact_stem
+from resnet_core import memory
+from resnet_core.config import ConfigError, ModelConfig
+from resnet_core.files import NotARegularFile, read_regular
+from resnet_core.data_consts import CIFAR10_CLASSES, IMAGENET_MEAN, IMAGENET_STD
+from resnet_core.models import CifarResNet, build_model, legacy_preact_stem
 
 FORMAT = "resnet-lab/1"
 

@@ -10,7 +10,7 @@ import json
 import sys
 from collections.abc import Callable
 
-from .config import (BLOCKS, INITS, SCHEDULES, SHORTCUTS, ConfigError, DataConfig, ModelConfig, RunConfig,
+from resnet_core.config import (BLOCKS, INITS, SCHEDULES, SHORTCUTS, ConfigError, DataConfig, ModelConfig, RunConfig,
                      TrainConfig)
 
 
@@ -92,7 +92,7 @@ def _data_cfg(a) -> DataConfig:
 
 
 def _community_names() -> list[str]:
-    from .community import NAMES
+    from resnet_core.community import NAMES
     return NAMES
 
 
@@ -127,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--name", default="", help="a label for the run")
     _runs_dir(t)
     t.add_argument("--quiet", action="store_true", help="no progress bar")
-    from .launch import add_launch_flags  # --sync-bn, --resume, (hidden) --config: resnet_core/launch.py
+    from resnet_core.launch import add_launch_flags  # --sync-bn, --resume, (hidden) --config: resnet_core/launch.py
     add_launch_flags(t)
 
     d = sub.add_parser("describe", help="parameters, multiply-adds and layer names of a network")
@@ -157,13 +157,13 @@ def build_parser() -> argparse.ArgumentParser:
     _runs_dir(r)
     r.add_argument("--json", action="store_true")
 
-    from .reproduce_cli import add_reproduce_parser  # the papers' experiments: resnet_core/reproduce_cli.py
+    from resnet_core.reproduce_cli import add_reproduce_parser  # the papers' experiments: resnet_core/reproduce_cli.py
     add_reproduce_parser(sub)
-    from .analyze_cli import add_analyze_parser  # why residual nets work: resnet_core/analyze_cli.py
+    from resnet_core.analyze_cli import add_analyze_parser  # why residual nets work: resnet_core/analyze_cli.py
     add_analyze_parser(sub)
 
     try:
-        from .attribute_cli import add_attribute_parser
+        from resnet_core.attribute_cli import add_attribute_parser
     except ImportError:  # attribution needs captum; the rest of the CLI works without it
         pass
     else:
@@ -172,12 +172,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # The progress bar per run (tqdm, on stderr, with ETA) is shared with ``reproduce``: resnet_core/progress.py
-from .progress import RunProgress as _Progress  # noqa: E402
+from resnet_core.progress import RunProgress as _Progress  # noqa: E402
 
 
 def cmd_train(a) -> int:
-    from .data import load_dataset
-    from .launch import run_saved, run_training
+    from resnet_core.data import load_dataset
+    from resnet_core.launch import run_saved, run_training
 
     if a.resume or a.config:  # the configuration is the stored run's or the file's, not the flags'
         return run_saved(a, on_event=_Progress(not a.quiet))
@@ -190,7 +190,7 @@ def cmd_train(a) -> int:
                      probes=not a.no_probes)
     data_cfg = _data_cfg(a)
     _model_cfg(a)  # validate the model flags before loading any data
-    from .train import resolve_device
+    from resnet_core.train import resolve_device
     resolve_device(tc.device)
     ds = load_dataset(data_cfg)
     cfg = RunConfig(model=_model_cfg(a, num_classes=len(ds.classes)), data=data_cfg, train=tc, name=a.name)
@@ -199,7 +199,7 @@ def cmd_train(a) -> int:
 
 
 def cmd_describe(a) -> int:
-    from .models import build_model, count_macs, count_params
+    from resnet_core.models import build_model, count_macs, count_params
 
     cfg = _model_cfg(a)
     size = DataConfig(image_size=a.image_size).image_size  # validated like a run's
@@ -218,9 +218,9 @@ def cmd_describe(a) -> int:
 
 
 def cmd_evaluate(a) -> int:
-    from . import community
-    from .checkpoints import load_checkpoint
-    from .evaluate import evaluate_checkpoint, reference_line
+    from resnet_core import community
+    from resnet_core.checkpoints import load_checkpoint
+    from resnet_core.evaluate import evaluate_checkpoint, reference_line
 
     if community.is_community(a.checkpoint):  # downloaded on first use, with a bar on stderr
         community.ensure_with_bar(a.checkpoint)
@@ -242,9 +242,9 @@ def cmd_evaluate(a) -> int:
 
 
 def cmd_estimate(a) -> int:
-    from . import costmodel
-    from .presets import PRESETS, estimate_seconds, preset_configs, runs_at_once, scale_config
-    from .train import resolve_device
+    from resnet_core import costmodel
+    from resnet_core.presets import PRESETS, estimate_seconds, preset_configs, runs_at_once, scale_config
+    from resnet_core.train import resolve_device
 
     resolve_device(a.device)
     if a.parallel is not None and not 1 <= a.parallel <= 16:
@@ -268,7 +268,7 @@ def cmd_estimate(a) -> int:
 
 
 def cmd_runs(a) -> int:
-    from .runs import RunStore
+    from resnet_core.runs import RunStore
 
     infos = RunStore(a.runs_dir).list()
     rows = [{"run_id": r.run_id, "label": r.label, "status": r.status, "steps": r.summary.get("steps", r.summary.get("step")),
@@ -293,19 +293,19 @@ COMMANDS = {"train": cmd_train, "describe": cmd_describe, "evaluate": cmd_evalua
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .checkpoints import CheckpointError
-    from .data import DataError
+    from resnet_core.checkpoints import CheckpointError
+    from resnet_core.data import DataError
 
     def work() -> int:
         args = build_parser().parse_args(argv)
         if args.command == "attribute":
-            from .attribute_cli import run_attribute
+            from resnet_core.attribute_cli import run_attribute
             return run_attribute(args)
         if args.command == "reproduce":
-            from .reproduce_cli import run_reproduce
+            from resnet_core.reproduce_cli import run_reproduce
             return run_reproduce(args)
         if args.command == "analyze":
-            from .analyze_cli import run_analyze
+            from resnet_core.analyze_cli import run_analyze
             return run_analyze(args)
         return COMMANDS[args.command](args)
 

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import torch
 
-from .checkpoints import CheckpointError
-from .download import Progress
-from .published import COMMUNITY, PAPER_TABLE6, Published
+from resnet_core.checkpoints import CheckpointError
+from resnet_core.download import Progress
+from resnet_core.published import COMMUNITY, PAPER_TABLE6, Published
 
 PREFIX = "cifar10:"
 BASE_URL_ENV = "RESNET_LAB_WEIGHTS_URL"
@@ -117,7 +117,7 @@ def get(name: str) -> CommunityCheckpoint:
 def ensure(name: str, progress: Progress | None = None, cancel: threading.Event | None = None) -> Path:
     """The cached file of ``name``, downloaded (sha256 prefix checked) when it is not there yet.
     Raises ``CommunityError`` naming the URL and the exact path to place the file at."""
-    from .download import DownloadCancelled, DownloadError, download
+    from resnet_core.download import DownloadCancelled, DownloadError, download
 
     ckpt = get(name)
     if ckpt.downloaded:
@@ -134,7 +134,7 @@ def ensure(name: str, progress: Progress | None = None, cancel: threading.Event 
 
 def ensure_with_bar(name: str, enabled: bool = True) -> Path:
     """``ensure`` with a tqdm bar on stderr while it downloads (none when already cached)."""
-    from .download import StderrBar
+    from resnet_core.download import StderrBar
 
     if not enabled or get(name).downloaded:
         return ensure(name)
@@ -147,7 +147,7 @@ def ensure_with_bar(name: str, enabled: bool = True) -> Path:
 
 def load(name: str, progress: Progress | None = None):
     """The ``LoadedModel`` of a community checkpoint, its published and paper errors in ``meta``."""
-    from .checkpoints import load_checkpoint
+    from resnet_core.checkpoints import load_checkpoint
 
     ckpt = get(name)
     path = ensure(name, progress)

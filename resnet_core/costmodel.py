@@ -29,7 +29,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import ModelConfig, RunConfig
+from resnet_core.config import ModelConfig, RunConfig
 
 EVAL_IMAGES_PER_BATCH = 256   # resnet_core.train.evaluate's batch
 CALIBRATION_VERSION = 3
@@ -43,7 +43,7 @@ def config_macs(model: ModelConfig, image_size: int) -> int:
     """Multiply-adds of one image's forward pass (convolutions and the linear head), counted from the
     architecture by ``memory.estimate`` as ``models.count_macs`` measures a built model (a test checks
     they agree)."""
-    from .memory import estimate
+    from resnet_core.memory import estimate
 
     return estimate(model, image_size).macs
 
@@ -133,7 +133,7 @@ def cache_path(device: str = "cpu") -> Path:
 def calibration_configs(device: str = "cpu") -> list[RunConfig]:
     """The nets the estimates are mostly asked about: the default Start's and the quick presets'
     shallowest and deepest (their step costs span the fixed, per-layer and per-GMAC terms)."""
-    from .presets import build_fig6, preset_base, scale_config
+    from resnet_core.presets import build_fig6, preset_base, scale_config
 
     start = scale_config("quick", device=device)
     fig6 = build_fig6(preset_base("quick", device=device))
@@ -145,8 +145,8 @@ def time_steps(cfg: RunConfig, threads: int, steps: int = 8, warmup: int = 2) ->
     and logging as the config sets them; no evaluation). A run's own set-up is ``run_overhead``'s."""
     import torch
 
-    from .data import load_dataset
-    from .train import train
+    from resnet_core.data import load_dataset
+    from resnet_core.train import train
 
     every = max(1, cfg.train.log_every)   # the trainer reports (and probes) steps 1, 1 + every, ...
     total = 1 + every * max(6, math.ceil((warmup + steps) / every))
@@ -184,8 +184,8 @@ def run_overhead(cal: "Calibration", cfg: RunConfig, threads: int) -> tuple[floa
 
     import torch
 
-    from .data import load_dataset
-    from .runs import RunStore, execute_run
+    from resnet_core.data import load_dataset
+    from resnet_core.runs import RunStore, execute_run
 
     data = dataclasses.replace(cfg.data, n_train=max(2 * cfg.train.batch_size, 10), n_test=max(cfg.train.batch_size, 10))
     steps = 6
@@ -331,7 +331,7 @@ def schedule_seconds(cal: Calibration, cfgs: list[RunConfig], parallel: int, *,
     runs ``ahead`` (config, steps already done: those training or queued now). On a CPU the cores are
     divided between the runs training at each moment (a run alone gets them all), as the dashboard's
     run manager does; on a GPU runs side by side each take a step as if alone."""
-    from .presets import longest_first
+    from resnet_core.presets import longest_first
 
     cores = cal.machine.get("cores", os.cpu_count() or 1) if cal.device == "cpu" else 1
     ahead = ahead or []

@@ -27,7 +27,7 @@ import torch
 import torch.distributed as tdist
 import torch.nn as nn
 
-from .config import ConfigError
+from resnet_core.config import ConfigError
 
 # A test hook, documented in README "Beyond one machine": rank RESNET_LAB_FAIL_RANK (default 0; "all":
 # every rank) raises at step RESNET_LAB_FAIL_AT_STEP, so the tests can prove a failing rank ends the

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .files import NotARegularFile, read_regular
+from resnet_core.files import NotARegularFile, read_regular
 
 MAX_FILE_BYTES = 50 * 1024 * 1024     # the CLI's cap; the dashboard's upload cap is in .streamlit/config.toml
 MAX_PIXELS = 40_000_000               # 40 MP: above a 48 MP phone photo's 12 MP binned output, far below a bomb

@@ -21,9 +21,9 @@ import sys
 import threading
 from pathlib import Path
 
-from .config import ConfigError, DistributedConfig, RunConfig
-from .distributed import DistContext, launch_from_env
-from .resume import STOP_FILE, ResumePlan, locate_run, plan_resume, reopen
+from resnet_core.config import ConfigError, DistributedConfig, RunConfig
+from resnet_core.distributed import DistContext, launch_from_env
+from resnet_core.resume import STOP_FILE, ResumePlan, locate_run, plan_resume, reopen
 
 
 def add_launch_flags(p: argparse.ArgumentParser) -> None:
@@ -97,7 +97,7 @@ def run_training(cfg: RunConfig, ds, runs_dir=None, on_event=None, plan: ResumeP
                  sync_bn: bool = False) -> int:
     """Trains ``cfg`` (or continues ``plan``) into the run store; prints the JSON summary on rank 0
     and returns the exit status: 0 for finished or stopped, 1 otherwise."""
-    from .memory import check_training
+    from resnet_core.memory import check_training
 
     check_training(cfg)  # one line and no run directory for a run that cannot fit
     launch = launch_from_env()
@@ -121,8 +121,8 @@ def run_training(cfg: RunConfig, ds, runs_dir=None, on_event=None, plan: ResumeP
 
 def _run(cfg: RunConfig, ds, runs_dir, on_event, plan: ResumePlan | None, dist: DistContext | None,
          stop: StopRequest) -> int:
-    from .runs import RunStore, execute_run
-    from .train import train
+    from resnet_core.runs import RunStore, execute_run
+    from resnet_core.train import train
 
     resume_state = plan.state if plan is not None else None
 
@@ -161,7 +161,7 @@ def _run(cfg: RunConfig, ds, runs_dir, on_event, plan: ResumePlan | None, dist: 
 def run_saved(a, on_event=None) -> int:
     """``train --resume RUN`` or ``train --config FILE``: the configuration comes from the run or the
     file, not from the flags."""
-    from .data import load_dataset
+    from resnet_core.data import load_dataset
 
     if a.resume and a.config:
         raise ConfigError("give --resume or --config, not both")
@@ -180,8 +180,8 @@ def run_saved(a, on_event=None) -> int:
         # have reopened it as running. The checkpoint cannot change before every rank has read it
         # (the next one comes after a step all ranks take).
         # The same choice as rank 0's plan_resume: the newest intact checkpoint.
-        from .checkpoints import CheckpointError, load_train_state
-        from .resume import checkpoint_candidates
+        from resnet_core.checkpoints import CheckpointError, load_train_state
+        from resnet_core.resume import checkpoint_candidates
 
         state = None
         for ckpt in checkpoint_candidates(store.root / run_id):

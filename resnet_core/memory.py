@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from .config import ConfigError, ModelConfig, RunConfig
+from resnet_core.config import ConfigError, ModelConfig, RunConfig
 
 BUDGET_ENV = "RESNET_LAB_MEMORY_BUDGET_GB"
 FREE_SHARE = 0.7            # of the memory free when the check runs: other runs and the server need room

@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .config import STAGE_WIDTHS, ModelConfig  # noqa: F401  (STAGE_WIDTHS re-exported: widths at width 1)
+from resnet_core.config import STAGE_WIDTHS, ModelConfig  # noqa: F401  (STAGE_WIDTHS re-exported: widths at width 1)
 
 
 def _norm(channels: int, batchnorm: bool) -> nn.Module:

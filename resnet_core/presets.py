@@ -18,9 +18,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import ConfigError, DataConfig, ModelConfig, RunConfig, TrainConfig
-from .curves import final_test_error, final_train_error
-from .published import paper_reference
+from resnet_core.config import ConfigError, DataConfig, ModelConfig, RunConfig, TrainConfig
+from resnet_core.curves import final_test_error, final_train_error
+from resnet_core.published import paper_reference
 
 SCALES = ("quick", "paper")
 
@@ -87,7 +87,7 @@ def _check_scale(scale: str) -> None:
 
 def default_scale(device: str = "auto") -> str:
     """``paper`` when ``device`` resolves to a CUDA GPU, else ``quick`` (a CPU or an Apple GPU)."""
-    from .train import resolve_device  # late: importing torch's device probing is not free
+    from resnet_core.train import resolve_device  # late: importing torch's device probing is not free
 
     try:
         return "paper" if resolve_device(device).type == "cuda" else "quick"
@@ -96,7 +96,7 @@ def default_scale(device: str = "auto") -> str:
 
 
 def cifar10_present(data_dir: str | Path = DEFAULT_CIFAR_DIR) -> bool:
-    from .data import CIFAR10_DIRNAME
+    from resnet_core.data import CIFAR10_DIRNAME
 
     root = Path(data_dir).expanduser()
     return (root / CIFAR10_DIRNAME).is_dir() or (root.name == CIFAR10_DIRNAME and root.is_dir())
@@ -433,7 +433,7 @@ def verdict(key: str, summaries: list[dict]) -> dict:
 
 def forward_macs(model: ModelConfig, image_size: int) -> int:
     """Multiply-adds of one image's forward pass, from the config (no model is built)."""
-    from .costmodel import config_macs
+    from resnet_core.costmodel import config_macs
 
     return config_macs(model, image_size)
 
@@ -445,7 +445,7 @@ def longest_first(cfgs: list[RunConfig], device_type: str = "cpu") -> list[int]:
     preset's own order (plain-20, plain-56, ResNet-20, ResNet-56), where ResNet-56 started last and
     ran alone. The order needs relative costs only: this machine's calibrated step cost when there is
     one, else the work (weight layers and multiply-adds) per step."""
-    from .costmodel import load_calibration, step_gmacs, weight_layers
+    from resnet_core.costmodel import load_calibration, step_gmacs, weight_layers
 
     cal = load_calibration(device_type)
 
@@ -471,8 +471,8 @@ def estimate_seconds(cfgs: list[RunConfig], device: str = "auto", parallel: int 
     ``runs_at_once()``), on ``device``, behind the runs ``ahead`` (config, steps done), from this
     machine's calibrated step costs (resnet_core/costmodel.py). None while this machine and device
     have not been measured yet: no figure is better than one from another machine."""
-    from .costmodel import load_calibration, schedule_seconds
-    from .train import resolve_device
+    from resnet_core.costmodel import load_calibration, schedule_seconds
+    from resnet_core.train import resolve_device
 
     if not cfgs:
         return 0.0

@@ -11,9 +11,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from .config import ConfigError, DataConfig, RunConfig
-from .curves import ema
-from .presets import PRESETS, get_preset, longest_first, new_group_id, preset_configs, run_summary, verdict
+from resnet_core.config import ConfigError, DataConfig, RunConfig
+from resnet_core.curves import ema
+from resnet_core.presets import PRESETS, get_preset, longest_first, new_group_id, preset_configs, run_summary, verdict
 
 # Smoothing of the figure's training-error curves (the summaries use curves.tail_mean, not this).
 FIGURE_SMOOTHING = 0.9
@@ -52,9 +52,9 @@ def reproduce(key: str, scale: str, *, dataset: DataConfig | None = None, seeds:
 
     import torch
 
-    from .data import load_dataset
-    from .runs import RunStore, execute_run
-    from .train import resolve_device
+    from resnet_core.data import load_dataset
+    from resnet_core.runs import RunStore, execute_run
+    from resnet_core.train import resolve_device
 
     if not 1 <= parallel <= 16:
         raise ConfigError(f"parallel must be from 1 to 16; got {parallel}")
@@ -78,7 +78,7 @@ def reproduce(key: str, scale: str, *, dataset: DataConfig | None = None, seeds:
         return {**summary, "run_id": writer.run_id, "status": info.status, "seconds": info.summary.get("seconds")}
 
     if gpus:  # one process per GPU, all into this store (resnet_core/distributed.py)
-        from .distributed import run_on_gpus
+        from resnet_core.distributed import run_on_gpus
 
         ends = run_on_gpus(cfgs, gpus, store.root)
         runs = [{**run_summary(c, store.read_metrics(e["run_id"]) if e.get("run_id") else []),

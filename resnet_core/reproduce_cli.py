@@ -16,7 +16,7 @@ EXAMPLE = "python -m resnet_core reproduce fig6 --scale quick --seeds 3 --out fi
 
 
 def add_reproduce_parser(subparsers) -> argparse.ArgumentParser:
-    from .presets import PRESETS, SCALES
+    from resnet_core.presets import PRESETS, SCALES
 
     keys = ", ".join(f"{k} ({p.title})" for k, p in PRESETS.items())
     p = subparsers.add_parser("reproduce", help="run one of the papers' experiments and judge it",
@@ -47,7 +47,7 @@ def add_reproduce_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def _dataset(args):
-    from .config import DataConfig
+    from resnet_core.config import DataConfig
 
     sizes = {k: v for k, v in (("n_train", args.n_train), ("n_test", args.n_test)) if v is not None}
     if args.dataset is None:
@@ -63,17 +63,17 @@ def _dataset(args):
 
 
 def _gpus(args) -> list[str] | None:
-    from .distributed import parse_gpus
+    from resnet_core.distributed import parse_gpus
 
     return parse_gpus(args.gpus) if args.gpus is not None else None
 
 
 def run_reproduce(args) -> int:
-    from .config import ConfigError
-    from .presets import default_scale, runs_at_once
-    from .progress import RunProgress
-    from .reproduce import reproduce
-    from .train import resolve_device
+    from resnet_core.config import ConfigError
+    from resnet_core.presets import default_scale, runs_at_once
+    from resnet_core.progress import RunProgress
+    from resnet_core.reproduce import reproduce
+    from resnet_core.train import resolve_device
 
     if not 1 <= args.seeds <= 100:
         raise ConfigError(f"--seeds must be from 1 to 100; got {args.seeds}")

@@ -39,8 +39,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .checkpoints import save_checkpoint
-from .config import ConfigError, RunConfig
+from resnet_core.checkpoints import save_checkpoint
+from resnet_core.config import ConfigError, RunConfig
 
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 STATUSES = ("queued", "running", "finished", "stopped", "diverged", "failed", "interrupted", "damaged")
@@ -419,8 +419,8 @@ def execute_run(writer: RunWriter, stop: threading.Event | None = None, pause: t
     """Trains ``writer.config`` into its run directory; never raises for a failing run: the failure
     is recorded as status ``failed`` with the error, and every metric written so far is kept.
     ``train_options`` (``dist``, ``resume``) go to ``train``."""
-    from .data import load_dataset
-    from .train import train
+    from resnet_core.data import load_dataset
+    from resnet_core.train import train
 
     def both(event):
         writer(event)

@@ -24,12 +24,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .config import RunConfig, TrainConfig
-from .data import BatchLoader, Dataset, iter_test_batches, load_dataset
-from .distributed import DistContext, inject_failure, injected_failure_step
-from . import memory
-from .models import CifarResNet, build_model, count_params, legacy_preact_stem
-from .probes import feature_maps, probe_layout, probes
+from resnet_core.config import RunConfig, TrainConfig
+from resnet_core.data import BatchLoader, Dataset, iter_test_batches, load_dataset
+from resnet_core.distributed import DistContext, inject_failure, injected_failure_step
+from resnet_core import memory
+from resnet_core.models import CifarResNet, build_model, count_params, legacy_preact_stem
+from resnet_core.probes import feature_maps, probe_layout, probes
 
 Event = dict
 _MODEL_INIT_LOCK = threading.Lock()  # see train(): seeding + weight init is one atomic step

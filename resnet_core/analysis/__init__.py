@@ -24,8 +24,8 @@ import torch
 
 import dataclasses
 
-from ..config import ConfigError, DataConfig, ModelConfig
-from .base import (Analysis, AnalysisContext, AnalysisError, Cancelled, ModelSource, PeakMemory, cache_path,
+from resnet_core.config import ConfigError, DataConfig, ModelConfig
+from resnet_core.analysis.base import (Analysis, AnalysisContext, AnalysisError, Cancelled, ModelSource, PeakMemory, cache_path,
                    forward_rate, merge_settings, read_cache, setting_used, write_cache)
 
 ANALYSES: dict[str, Analysis] = {}
@@ -36,7 +36,7 @@ def register(analysis: Analysis) -> Analysis:
     return analysis
 
 
-from . import gradient_flow  # noqa: E402  (each module registers its analysis)
+from resnet_core.analysis import gradient_flow  # noqa: E402  (each module registers its analysis)
 
 for _module in ("shattering", "paths", "lesion", "landscape", "responses"):
     try:
@@ -59,7 +59,7 @@ def _user_error(e: Exception) -> AnalysisError:
 
 
 def _context(analysis: Analysis, source: ModelSource, data, device, runs_dir, progress, cancel) -> AnalysisContext:
-    from ..train import resolve_device
+    from resnet_core.train import resolve_device
 
     if not isinstance(source, ModelSource):
         raise AnalysisError("the model source must be a ModelSource (a config, a run id or a checkpoint)")
@@ -81,7 +81,7 @@ BACKWARD = ("gradient-flow", "shattering", "paths")
 def check_memory(analysis: Analysis, ctx: AnalysisContext, settings: dict) -> None:
     """Refuses, before any model is built, an analysis whose nets (the source's, and every depth of a
     sweep) would not fit the memory budget at the analysis's batch size."""
-    from .. import memory
+    from resnet_core import memory
 
     source = ctx.source
     if source.config is not None:
@@ -120,8 +120,8 @@ def run_analysis(name: str, source: ModelSource, *, data: DataConfig | None = No
     """Runs one analysis and returns its plain-data result (JSON-serialisable). Raises ``AnalysisError``
     with a message for a person for any bad request (model, data, settings), ``Cancelled`` when
     ``cancel`` is set. A run-backed result is cached in the run's directory and returned from there."""
-    from ..checkpoints import CheckpointError
-    from ..data import DataError
+    from resnet_core.checkpoints import CheckpointError
+    from resnet_core.data import DataError
 
     analysis = get_analysis(name)
     merged = merge_settings(analysis, settings)
@@ -163,8 +163,8 @@ def estimate_cost(name: str, source: ModelSource, settings: dict | None = None,
                   data: DataConfig | None = None, device="cpu", runs_dir=None) -> dict:
     """{"seconds": float, "detail": "441 grid points x 500 images x 1 forward"}: the analysis's forward-pass
     multiply-adds over this device's measured ResNet-20 forward rate (a backward counts as two forwards)."""
-    from ..checkpoints import CheckpointError
-    from ..data import DataError
+    from resnet_core.checkpoints import CheckpointError
+    from resnet_core.data import DataError
 
     analysis = get_analysis(name)
     merged = merge_settings(analysis, settings)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from ..config import ConfigError, DataConfig, ModelConfig
+from resnet_core.config import ConfigError, DataConfig, ModelConfig
 
 
 class AnalysisError(ValueError):
@@ -159,7 +159,7 @@ class AnalysisContext:
         return self.source.config is None
 
     def run_info(self):
-        from ..runs import RunStore
+        from resnet_core.runs import RunStore
 
         if "run_info" not in self._cache:
             store = RunStore(self.runs_dir)
@@ -183,7 +183,7 @@ class AnalysisContext:
 
     def trained(self):
         """The trained model as a ``LoadedModel`` (in eval mode, on the device)."""
-        from ..checkpoints import load_checkpoint
+        from resnet_core.checkpoints import load_checkpoint
 
         if "trained" not in self._cache:
             if self.source.config is not None:
@@ -221,8 +221,8 @@ class AnalysisContext:
     def fresh_model(self, cfg: ModelConfig | None = None, seed: int | None = None) -> torch.nn.Module:
         """A net at initialisation, drawn exactly as ``train`` draws it for that seed (global RNG under the
         trainer's lock), without disturbing the caller's global RNG state."""
-        from ..models import build_model
-        from ..train import _MODEL_INIT_LOCK
+        from resnet_core.models import build_model
+        from resnet_core.train import _MODEL_INIT_LOCK
 
         cfg = cfg or self.model_config()
         seed = self.seed() if seed is None else seed
@@ -236,7 +236,7 @@ class AnalysisContext:
         redrawn from the run's seed, else, for a community checkpoint, a fresh draw with seed 0. With
         ``saved_only`` only the saved weights count (a redraw is a net at initialisation, not necessarily
         this net's own start): without them it raises ``AnalysisError`` saying so."""
-        from ..checkpoints import CheckpointError, load_checkpoint
+        from resnet_core.checkpoints import CheckpointError, load_checkpoint
 
         if self.source.run_id is not None:
             init = self.run_info().path / "checkpoints" / "init.pt"
@@ -274,7 +274,7 @@ class AnalysisContext:
             except (ConfigError, KeyError, TypeError) as e:
                 raise AnalysisError(f"run {self.source.run_id} has an unreadable data config: {e}") from None
         if self.source.checkpoint is not None:
-            from ..evaluate import default_data_config
+            from resnet_core.evaluate import default_data_config
 
             return default_data_config(self.trained())
         return DataConfig()
@@ -298,7 +298,7 @@ class AnalysisContext:
 
     def images(self, n: int, split: str = "test") -> tuple[torch.Tensor, torch.Tensor]:
         """The first ``n`` images of a split (a fixed subset), normalised, no augmentation: (n, 3, H, W), (n,)."""
-        from ..data import normalize
+        from resnet_core.data import normalize
 
         ds = self.dataset()
         xs, ys = (ds.test_x, ds.test_y) if split == "test" else (ds.train_x, ds.train_y)
@@ -311,7 +311,7 @@ class AnalysisContext:
 
 @functools.lru_cache(maxsize=2)  # a run's analyses one after another reuse its data; CIFAR-10 is ~180 MB
 def _load_dataset_cached(cfg: DataConfig, whole: bool = False):
-    from ..data import load_dataset, load_folder
+    from resnet_core.data import load_dataset, load_folder
 
     if whole:  # every image in both splits: the test split is the whole folder
         return load_folder(cfg.path, size=cfg.image_size, whole=True)
@@ -364,7 +364,7 @@ def forward_rate(device: torch.device) -> float:
     NCHW on the quiet 2-core CPU, about 3x faster under load, so timing NCHW made estimates that much
     too long), and the fastest of three passes counts, so one pass slowed by other work does not set
     the rate for the whole process."""
-    from ..models import build_model, count_macs
+    from resnet_core.models import build_model, count_macs
 
     key = str(device)
     with _RATE_LOCK:
@@ -392,7 +392,7 @@ def forward_rate(device: torch.device) -> float:
 @functools.lru_cache(maxsize=64)
 def macs_of(cfg: ModelConfig, image_size: int = 32) -> int:
     """Multiply-adds of one forward pass of one image, counted from the config (no model is built)."""
-    from ..memory import estimate
+    from resnet_core.memory import estimate
 
     return estimate(cfg, image_size).macs
 

@@ -40,8 +40,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from . import register
-from .base import Analysis, AnalysisContext, AnalysisError, PeakMemory, depths_setting, int_setting, macs_of
+from resnet_core.analysis import register
+from resnet_core.analysis.base import Analysis, AnalysisContext, AnalysisError, PeakMemory, depths_setting, int_setting, macs_of
 
 SWEEP_DEPTHS = (8, 20, 56, 110, 218, 434, 1202)
 # Block graphs kept from the forward pass up to this many bytes; the blocks beyond are recomputed from their

@@ -34,8 +34,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.func import functional_call, vmap
 
-from . import register
-from .base import Analysis, AnalysisContext, AnalysisError, float_setting, int_setting, macs_of
+from resnet_core.analysis import register
+from resnet_core.analysis.base import Analysis, AnalysisContext, AnalysisError, float_setting, int_setting, macs_of
 
 # Measured by bench/analysis_speed.py (16 grid points of a quick-scale ResNet-20 on 500 images, best of
 # two interleaved rounds, 2-core x86-64 CPU): quiet, loop 0.48 s, vmap 4 points a pass 0.63 s, vmap 16

@@ -31,8 +31,8 @@ import random
 import torch
 import torch.nn as nn
 
-from . import register
-from .base import Analysis, AnalysisContext, AnalysisError, int_setting, macs_of
+from resnet_core.analysis import register
+from resnet_core.analysis.base import Analysis, AnalysisContext, AnalysisError, int_setting, macs_of
 
 KEEP, DELETE = "keep", "delete"
 

@@ -34,8 +34,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from . import register
-from .base import Analysis, AnalysisContext, AnalysisError, int_setting, macs_of
+from resnet_core.analysis import register
+from resnet_core.analysis.base import Analysis, AnalysisContext, AnalysisError, int_setting, macs_of
 
 
 def length_distribution(n: int) -> list[float]:
@@ -140,7 +140,7 @@ def gradient_by_length(model, batches: list[tuple[torch.Tensor, torch.Tensor]], 
 
 def random_batches(ctx: AnalysisContext, n_batches: int, batch_size: int, seed: int):
     """``n_batches`` random batches of training images (no augmentation), drawn with ``seed``."""
-    from ..data import normalize
+    from resnet_core.data import normalize
 
     ds = ctx.dataset()
     xs, ys = ds.train_x, ds.train_y

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import torch
 
-from . import register
-from .base import Analysis, AnalysisContext, int_setting, macs_of
+from resnet_core.analysis import register
+from resnet_core.analysis.base import Analysis, AnalysisContext, int_setting, macs_of
 
 
 def layer_responses(model, x: torch.Tensor, batch_size: int, report=None) -> dict:
     """Names and stds of every BN after a 3x3 conv over the images ``x``, in eval mode."""
-    from ..probes import probes, std_from_moments
+    from resnet_core.probes import probes, std_from_moments
 
     model.eval()
     moments, counts = None, None

@@ -25,8 +25,8 @@ import dataclasses
 import torch
 import torch.nn as nn
 
-from . import register
-from .base import Analysis, AnalysisContext, AnalysisError, depths_setting, int_setting, macs_of
+from resnet_core.analysis import register
+from resnet_core.analysis.base import Analysis, AnalysisContext, AnalysisError, depths_setting, int_setting, macs_of
 
 
 def calibrate_bn(model: nn.Module, x: torch.Tensor, batch_size: int = 128) -> nn.Module:

@@ -4,7 +4,7 @@ One module each: ``methods`` (the registry ``METHODS`` and ``attribute``), ``loa
 spec and their predictions), ``checks`` (model randomisation, deletion/insertion, pointing game and
 mass inside the object mask), ``render`` (overlays and PNGs).
 """
-from .checks import (
+from resnet_core.attribution.checks import (
                      FaithfulnessResult,
                      RandomisationResult,
                      ShapesScore,
@@ -18,8 +18,8 @@ from .checks import (
                      spearman,
                      top_layers,
 )
-from .loading import MODEL_SPECS, load_model, predict, probabilities
-from .methods import (
+from resnet_core.attribution.loading import MODEL_SPECS, load_model, predict, probabilities
+from resnet_core.attribution.methods import (
                      METHODS,
                      PIXEL_BUDGET,
                      RANDOMISATION_THRESHOLD,
@@ -35,7 +35,7 @@ from .methods import (
                      occlusion_window,
                      resolve_layer,
 )
-from .render import normalise_map, overlay, png_bytes
+from resnet_core.attribution.render import normalise_map, overlay, png_bytes
 
 __all__ = [
     "METHODS", "MODEL_SPECS", "PIXEL_BUDGET", "RANDOMISATION_THRESHOLD", "AttributionError", "AttributionMethod",

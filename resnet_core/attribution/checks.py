@@ -14,9 +14,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..checkpoints import LoadedModel
+from resnet_core.checkpoints import LoadedModel
 
-from .methods import (RANDOMISATION_THRESHOLD, AttributionError, Cancelled, _device, _Run, attribute,
+from resnet_core.attribution.methods import (RANDOMISATION_THRESHOLD, AttributionError, Cancelled, _device, _Run, attribute,
                       chunk_size)
 
 # --- sanity checks -----------------------------------------------------------------------------------
@@ -241,8 +241,8 @@ def shapes_evaluation(loaded: LoadedModel, methods: list[str], *, n_images: int 
 
     The target is the true class when the model was trained on the shapes (its classes are the shape
     names), else its own prediction. Images are resized to the model's input size."""
-    from ..config import DataConfig
-    from ..data import SHAPE_CLASSES, load_dataset, normalize
+    from resnet_core.config import DataConfig
+    from resnet_core.data import SHAPE_CLASSES, load_dataset, normalize
 
     ds = load_dataset(DataConfig(name="synthetic", n_train=10, n_test=max(10, n_images), seed=seed))
     x_u8, y, masks = ds.test_x[:n_images], ds.test_y[:n_images], ds.test_masks[:n_images]

@@ -7,9 +7,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..checkpoints import LoadedModel
+from resnet_core.checkpoints import LoadedModel
 
-from .methods import _device
+from resnet_core.attribution.methods import _device
 
 MODEL_SPECS = ("run:RUN_ID, ckpt:PATH, cifar10:resnet20|resnet32|resnet44|resnet56|resnet110|resnet1202 "
                "(community checkpoints, downloaded on first use) or imagenet:resnet18|resnet34|resnet50")
@@ -19,14 +19,14 @@ def load_model(spec: str, *, runs_dir=None, device: str | torch.device = "cpu") 
     """A model by spec: ``run:RUN_ID`` (a stored run's last checkpoint, its own config), ``ckpt:PATH``
     (ours or a community CIFAR-10 file; architecture inferred from the weights), ``cifar10:resnetN`` (a
     community checkpoint by name, downloaded on first use) or ``imagenet:ARCH``. Raises ``ModelError`` or ``CheckpointError`` with a message for a person."""
-    from ..checkpoints import load_checkpoint
-    from ..imagenet import ModelError, load_imagenet
+    from resnet_core.checkpoints import load_checkpoint
+    from resnet_core.imagenet import ModelError, load_imagenet
 
     kind, _, value = spec.partition(":")
     if not value:
         raise ModelError(f"model {spec!r} is not a model spec: use {MODEL_SPECS}")
     if kind == "run":
-        from ..runs import RunStore, validate_run_id
+        from resnet_core.runs import RunStore, validate_run_id
         try:
             validate_run_id(value)
         except ValueError as e:
@@ -43,7 +43,7 @@ def load_model(spec: str, *, runs_dir=None, device: str | torch.device = "cpu") 
     elif kind == "ckpt":
         loaded = load_checkpoint(value)
     elif kind == "cifar10":
-        from .. import community
+        from resnet_core import community
 
         loaded = community.load(spec)
     elif kind == "imagenet":

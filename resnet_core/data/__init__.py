@@ -12,13 +12,13 @@ there (airbench style), so CPU and CUDA share one code path and the host never t
 """
 from __future__ import annotations
 
-from ..config import DataConfig
-from ..data_consts import CIFAR10_CLASSES
-from .cifar import CIFAR10_DIRNAME, CIFAR10_URL, load_cifar10
-from .dataset import DataError, Dataset, resize_dataset
-from .folder import IMAGE_SUFFIXES, folder_classes, load_folder
-from .loader import PAD, BatchLoader, iter_test_batches, normalize
-from .shapes import SHAPE_CLASSES, load_shapes, make_shapes, synthetic_test_seed
+from resnet_core.config import DataConfig
+from resnet_core.data_consts import CIFAR10_CLASSES
+from resnet_core.data.cifar import CIFAR10_DIRNAME, CIFAR10_URL, load_cifar10
+from resnet_core.data.dataset import DataError, Dataset, resize_dataset
+from resnet_core.data.folder import IMAGE_SUFFIXES, folder_classes, load_folder
+from resnet_core.data.loader import PAD, BatchLoader, iter_test_batches, normalize
+from resnet_core.data.shapes import SHAPE_CLASSES, load_shapes, make_shapes, synthetic_test_seed
 
 __all__ = [
     "SHAPE_CLASSES", "CIFAR10_CLASSES", "CIFAR10_URL", "CIFAR10_DIRNAME", "IMAGE_SUFFIXES", "PAD", "DataError",

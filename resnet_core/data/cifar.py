@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data_consts import CIFAR10_CLASSES
-from .dataset import DataError, Dataset, _make_dataset
+from resnet_core.data_consts import CIFAR10_CLASSES
+from resnet_core.data.dataset import DataError, Dataset, _make_dataset
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar.html"
 CIFAR10_DIRNAME = "cifar-10-batches-py"
@@ -140,7 +140,7 @@ def download_cifar10(root: str | Path, progress=None, cancel: threading.Event | 
     torchvision's extractor into a temporary folder beside ``root/cifar-10-batches-py`` and renames it
     into place once every batch reads back; nothing half-written is left behind. ``progress(done,
     total)`` in bytes. Returns the ``cifar-10-batches-py`` folder; ``DataError`` in one line otherwise."""
-    from ..download import DownloadCancelled, DownloadError, download
+    from resnet_core.download import DownloadCancelled, DownloadError, download
 
     root = Path(root).expanduser()
     parent = root.parent if root.name == CIFAR10_DIRNAME else root
@@ -186,7 +186,7 @@ def load_cifar10(root: str | Path, download: bool) -> Dataset:
     if not batches.is_dir():
         if not download:
             raise DataError(_cifar_missing_message(parent, " and downloading is off"))
-        from ..download import StderrBar
+        from resnet_core.download import StderrBar
 
         bar = StderrBar("downloading CIFAR-10")
         try:

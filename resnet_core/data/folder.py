@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..images import FORMATS
-from .dataset import DataError, Dataset, _make_dataset
+from resnet_core.images import FORMATS
+from resnet_core.data.dataset import DataError, Dataset, _make_dataset
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 

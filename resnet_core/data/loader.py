@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import torch
 import torch.nn.functional as F
 
-from .dataset import DataError, Dataset
+from resnet_core.data.dataset import DataError, Dataset
 
 # He et al. 2015 §4.2: "4 pixels are padded on each side, and a 32x32 crop is randomly sampled".
 PAD = 4

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import torch
 
-from .dataset import DataError, Dataset, _make_dataset, resize_images, resize_masks
+from resnet_core.data.dataset import DataError, Dataset, _make_dataset, resize_images, resize_masks
 
 SHAPE_CLASSES: tuple[str, ...] = (
     "circle", "square", "triangle", "star", "cross", "ring", "crescent", "arrow", "hourglass", "ell",
