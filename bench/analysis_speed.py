@@ -101,11 +101,11 @@ def bench_landscape(device: str, points: int, images: int) -> None:
     from resnet_core.analysis import ModelSource, run_analysis
     from resnet_core.analysis.landscape import (_params_and_buffers, filter_normalized_direction, linspace,
                                                 loss_surface)
-    from resnet_core.checkpoints import save_checkpoint
+    from resnet_core.nets.checkpoints import save_checkpoint
     from resnet_core.config import DataConfig, ModelConfig, RunConfig, TrainConfig
     from resnet_core.data import SHAPE_CLASSES, load_dataset, normalize
-    from resnet_core.models import build_model
-    from resnet_core.runs import RunStore
+    from resnet_core.nets.models import build_model
+    from resnet_core.training.runs import RunStore
 
     try:
         mcfg = ModelConfig(depth=20, width=0.5)

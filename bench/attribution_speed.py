@@ -143,10 +143,10 @@ def main() -> int:
     devices = [torch.device(d) for d in devices if d != "cuda" or torch.cuda.is_available()]
     methods = a.methods.split(",")
 
-    from resnet_core.checkpoints import load_checkpoint
+    from resnet_core.nets.checkpoints import load_checkpoint
     from resnet_core.config import ModelConfig
-    from resnet_core.imagenet import make_attribution_safe
-    from resnet_core.models import build_model
+    from resnet_core.nets.imagenet import make_attribution_safe
+    from resnet_core.nets.models import build_model
     from torchvision.models import resnet18
 
     torch.manual_seed(0)

@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from resnet_core.config import DataConfig, ModelConfig, RunConfig, TrainConfig  # noqa: E402
-from resnet_core.runs import RunStore, execute_run  # noqa: E402
+from resnet_core.training.runs import RunStore, execute_run  # noqa: E402
 
 
 def cli_run(runs: Path, steps: int) -> float:

@@ -30,9 +30,11 @@ sys.path.insert(0, str(ROOT))
 
 from resnet_core import costmodel  # noqa: E402
 from resnet_core.config import RunConfig  # noqa: E402
-from resnet_core.presets import estimate_seconds, preset_configs, scale_config, verdict  # noqa: E402
-from resnet_core.presets import run_summary  # noqa: E402
-from resnet_core.runs import RunStore  # noqa: E402
+from resnet_core.experiments.costmodel import estimate_seconds  # noqa: E402
+from resnet_core.experiments.presets import preset_configs, verdict
+from resnet_core.experiments.scales import scale_config
+from resnet_core.experiments.verdicts import run_summary  # noqa: E402
+from resnet_core.training.runs import RunStore  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 

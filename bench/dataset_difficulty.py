@@ -2,7 +2,7 @@
 
 Prints the time to generate 10,000 images, the test accuracy of a linear (logistic-regression)
 classifier on raw normalised pixels, and the test accuracy of two small nets (ResNet-8 from
-resnet_core.models and a 3-conv net) trained with the real BatchLoader (crop + flip on) for a few
+resnet_core.nets.models and a 3-conv net) trained with the real BatchLoader (crop + flip on) for a few
 hundred SGD steps. The generator is tuned so the linear probe stays near chance (position, rotation,
 scale and colour vary independently of the class: no fixed pixel carries it) while the small nets
 learn the shapes. Accuracies printed along the way are mid-schedule; run --steps N for an N-step run.
@@ -39,11 +39,11 @@ def small_nets() -> list[tuple[str, nn.Module]]:
     nets = [("3-conv net", three_conv_net())]
     try:
         from resnet_core.config import ModelConfig
-        from resnet_core.models import build_model
+        from resnet_core.nets.models import build_model
 
         nets.insert(0, ("resnet-8", build_model(ModelConfig(depth=8))))
     except Exception as e:  # models.py not there yet or broken: the 3-conv net alone
-        print(f"(resnet_core.models unavailable, {type(e).__name__}: {e}; 3-conv net only)")
+        print(f"(resnet_core.nets.models unavailable, {type(e).__name__}: {e}; 3-conv net only)")
     return nets
 
 
@@ -120,7 +120,7 @@ def main() -> None:
 
 def train_net(label: str, model: nn.Module, ds, device, args) -> list[tuple[int, float]]:
     """SGD with the real BatchLoader (crop + flip on); test accuracy every 100 steps."""
-    # channels_last: oneDNN's NHWC kernels, several times faster on CPU (as resnet_core.train does).
+    # channels_last: oneDNN's NHWC kernels, several times faster on CPU (as resnet_core.training.loop does).
     model = model.to(device, memory_format=torch.channels_last)
     loader = BatchLoader(ds, args.batch, device, seed=args.seed, augment=True, channels_last=True)
     opt = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, nesterov=True, weight_decay=5e-4)

@@ -21,10 +21,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from resnet_core.curves import ema  # noqa: E402
+from resnet_core.experiments.curves import ema  # noqa: E402
 from resnet_core.data import load_dataset  # noqa: E402
-from resnet_core.presets import scale_config  # noqa: E402
-from resnet_core.train import train  # noqa: E402
+from resnet_core.experiments.scales import scale_config  # noqa: E402
+from resnet_core.training.loop import train  # noqa: E402
 
 VISIBLE_DROP = 0.1        # nats below the first smoothed value: a fall one sees on the loss chart
 # The first fall is often only from a high initial loss down to chance, ln(10) = 2.303 nats for ten

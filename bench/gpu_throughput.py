@@ -3,7 +3,7 @@
 1. Images/s and achieved TFLOP/s of a bare training step (SGD, bf16 autocast, channels_last, the
    device-resident loader) at batch 128 and 512, eager and under torch.compile, measured side by
    side in one process. TFLOP/s counts 3 x 2 x multiply-adds per image (forward + backward).
-2. The Fig. 6 preset at paper scale (plain-20, plain-56, ResNet-20, ResNet-56; resnet_core.presets)
+2. The Fig. 6 preset at paper scale (plain-20, plain-56, ResNet-20, ResNet-56; resnet_core.experiments.presets)
    for 30 epochs of CIFAR-10-sized data, the four runs concurrently on one GPU, each in its own thread
    and CUDA stream, through the instrumented trainer the dashboard uses. CIFAR-10 from --data-dir when
    present, else a generated stand-in of the same shape (50,000 + 10,000 uint8 32x32 images).
@@ -30,8 +30,8 @@ import torch.nn.functional as F
 from resnet_core.config import DataConfig, ModelConfig, TrainConfig
 from resnet_core.data import BatchLoader
 from resnet_core.data.dataset import _make_dataset
-from resnet_core.models import build_model, count_macs
-from resnet_core.train import make_optimizer, train
+from resnet_core.nets.models import build_model, count_macs
+from resnet_core.training.loop import make_optimizer, train
 
 CIFAR_SHAPE = (50_000, 10_000)
 
@@ -81,7 +81,8 @@ def step_throughput(depth: int, batch: int, device: torch.device, ds, compiled: 
 
 
 def fig6_preset(device: torch.device, ds, data_cfg: DataConfig, epochs: float, tiny: bool) -> None:
-    from resnet_core.presets import build_fig6, scale_config
+    from resnet_core.experiments.presets import build_fig6
+    from resnet_core.experiments.scales import scale_config
 
     base = scale_config("quick" if tiny else "paper", data_cfg, device=str(device))
     # The paper scale's settings, 30 epochs instead of 64k iterations; probes every 10th step as the preset has.
@@ -155,7 +156,7 @@ def main() -> int:
         depths = [int(d) for d in a.depths.split(",")]
         batches = [int(b) for b in a.batches.split(",")]
         steps, warmup, epochs = a.steps, a.warmup, a.epochs
-        from resnet_core.presets import cifar10_present
+        from resnet_core.experiments.scales import cifar10_present
         if cifar10_present(a.data_dir):
             from resnet_core.data import load_dataset
             data_cfg = DataConfig(name="cifar10", path=a.data_dir, download=False)

@@ -130,7 +130,7 @@ def huge_checkpoint() -> bytes:
     """2 KB that declare ResNet-1202 at width 16 (about 5e9 parameters)."""
     import torch
 
-    from resnet_core.checkpoints import FORMAT
+    from resnet_core.nets.checkpoints import FORMAT
 
     buf = io.BytesIO()
     torch.save({"format": FORMAT, "config_json": json.dumps({"model": {"depth": 1202, "width": 16}}),
@@ -327,7 +327,7 @@ def main() -> int:
     if not Path(CHROMIUM).exists():
         print(f"error: {CHROMIUM} is missing: apt-get install -y chromium", file=sys.stderr)
         return 2
-    from resnet_core.runs import RunStore
+    from resnet_core.training.runs import RunStore
 
     tmp = Path(tempfile.mkdtemp(prefix="resnet-lab-load-"))
     runs, data = tmp / "runs", tmp / "data"

@@ -19,8 +19,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from resnet_core.presets import PRESETS, estimate_seconds  # noqa: E402
-from resnet_core.reproduce import reproduce, reproduce_configs  # noqa: E402
+from resnet_core.experiments.presets import PRESETS  # noqa: E402
+from resnet_core.experiments.costmodel import estimate_seconds
+from resnet_core.experiments.reproduce import reproduce, reproduce_configs  # noqa: E402
 
 
 def _fmt(v, spec=".1f"):
@@ -54,7 +55,7 @@ def main() -> int:
             per_seed = reproduce_configs(key, a.scale, seeds=1, device=a.device, steps=a.steps)
             estimate = estimate_seconds(per_seed, a.device, parallel=a.parallel)
             if estimate is None:   # this machine not measured yet: measure it now, as the dashboard would
-                from resnet_core.costmodel import calibrate
+                from resnet_core.experiments.costmodel import calibrate
                 calibrate(a.device)
                 estimate = estimate_seconds(per_seed, a.device, parallel=a.parallel)
             t_cpu = time.process_time()

@@ -1,6 +1,6 @@
 """What a live Streamlit page costs by itself, whatever it shows: CPU of the server and of a headless
 Chromium on this machine while a minimal page redraws once a second, with 0, 1 and 4 Plotly charts
-(our loss chart, 300 steps, built by dashboard.charts exactly as the Train page builds it), against the
+(our loss chart, 300 steps, built by resnet_core.figures.training exactly as the Train page builds it), against the
 same page with its timer off. No training runs, so the figures are the page's cost alone.
 
     .venv/bin/python bench/redraw_floor.py [--seconds 15] [--every 1]
@@ -33,7 +33,7 @@ PAGE = textwrap.dedent('''
     import streamlit as st
     sys.path.insert(0, {root!r})
     from dashboard import charts, widgets
-    from dashboard.series import RunSeries
+    from resnet_core.training.series import RunSeries
 
     N, EVERY = {charts}, {every}
     st.title("redraw floor")

@@ -20,8 +20,9 @@ import torch.nn.functional as F
 
 from resnet_core.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from resnet_core.data import BatchLoader, load_dataset
-from resnet_core.models import build_model, count_macs
-from resnet_core.train import make_optimizer, resolve_device, train
+from resnet_core.nets.models import build_model, count_macs
+from resnet_core.device import resolve_device
+from resnet_core.training.loop import make_optimizer, train
 
 
 def _sync(device):

@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from resnet_core import analysis as core
-from resnet_core.checkpoints import CheckpointError
+from resnet_core.nets.checkpoints import CheckpointError
 from resnet_core.config import ConfigError
-from resnet_core.runs import RunStore
+from resnet_core.training.runs import RunStore
 
 from dashboard.jobs import Job, JobService, one_line  # noqa: F401  (Job, one_line: used by the page)
 

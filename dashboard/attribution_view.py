@@ -25,12 +25,12 @@ import streamlit as st
 from PIL import Image
 
 from resnet_core.attribution import (METHODS, AttributionError, Cancelled, load_model)
-from resnet_core.checkpoints import CheckpointError, LoadedModel, load_checkpoint
+from resnet_core.nets.checkpoints import CheckpointError, LoadedModel, load_checkpoint
 from resnet_core.config import ConfigError
-from resnet_core.imagenet import ARCHS, ModelError
+from resnet_core.nets.imagenet import ARCHS, ModelError
 from resnet_core.files import OutsideRoots, browser_path, data_roots
-from resnet_core.images import ImageError, load_image
-from resnet_core.runs import RunStore, default_runs_dir
+from resnet_core.data.images import ImageError, load_image
+from resnet_core.training.runs import RunStore, default_runs_dir
 
 from dashboard.jobs import Job, JobService  # noqa: F401  (Job: part of this module's interface)
 
@@ -132,7 +132,7 @@ def decode_upload(data: bytes) -> Image.Image:
 def checkpoint_path(text: str) -> str:
     """A checkpoint path typed in the browser, if it is inside the server's data roots; otherwise
     ``OutsideRoots`` with the same line whether or not it exists. Only regular files are then read
-    (``resnet_core.checkpoints``)."""
+    (``resnet_core.nets.checkpoints``)."""
     return str(browser_path(text, data_roots(runs_dir()), "checkpoint path"))
 
 

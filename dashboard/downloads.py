@@ -2,7 +2,7 @@
 bar polled from a fragment, one line when it fails. A download never blocks a script run or the server:
 the page shows its progress and goes on; when it ends, the page reruns and uses the file.
 
-The files land where the CLI puts them (``resnet_core.community``: torch hub's cache; CIFAR-10: the data
+The files land where the CLI puts them (``resnet_core.nets.community``: torch hub's cache; CIFAR-10: the data
 directory the server reads, ``$RESNET_LAB_DATA`` or ``data/``), so either front end finds the other's.
 """
 from __future__ import annotations
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from resnet_core import community
-from resnet_core.checkpoints import CheckpointError
+from resnet_core.nets import community
+from resnet_core.nets.checkpoints import CheckpointError
 from resnet_core.data import DataError
 from resnet_core.data.cifar import CIFAR10_DIRNAME, download_cifar10
 from resnet_core.download import DownloadCancelled

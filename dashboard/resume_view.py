@@ -1,11 +1,11 @@
 """The Resume control: continue a stopped, interrupted or failed run from its last checkpoint, in its
-own run directory (resnet_core/resume.py; the CLI's ``train --resume`` does the same)."""
+own run directory (resnet_core/training/resume.py; the CLI's ``train --resume`` does the same)."""
 from __future__ import annotations
 
 import streamlit as st
 
-from resnet_core.checkpoints import CheckpointError
-from resnet_core.resume import RESUMABLE
+from resnet_core.nets.checkpoints import CheckpointError
+from resnet_core.training.resume import RESUMABLE
 
 from dashboard import state
 

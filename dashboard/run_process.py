@@ -102,7 +102,7 @@ class _Process:
 
     @staticmethod
     def take_lock(cmd: dict):
-        from resnet_core.runs import RunLock
+        from resnet_core.training.runs import RunLock
 
         try:
             return RunLock(os.path.join(cmd["runs_dir"], cmd["run_id"]), wait_s=10.0)
@@ -127,8 +127,8 @@ class _Process:
     def run(self, cmd: dict) -> None:
         import torch
 
-        from resnet_core.checkpoints import load_train_state
-        from resnet_core.runs import RunStore, RunWriter, execute_run
+        from resnet_core.nets.checkpoints import load_train_state
+        from resnet_core.training.runs import RunStore, RunWriter, execute_run
 
         self.stop.clear()
         self.pause.clear()
@@ -177,7 +177,7 @@ class _Process:
         import torch
 
         from resnet_core.config import RunConfig
-        from resnet_core.train import train
+        from resnet_core.training.loop import train
 
         try:
             cfg = RunConfig.from_dict(cmd["config"])
@@ -218,8 +218,8 @@ def main() -> None:
 
     # Constructing the first optimizer imports torch._dynamo (~2.4 s on a 2-core CPU): pay it now.
     torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
-    import resnet_core.runs  # noqa: F401 - and the core's modules, before the memory cap
-    import resnet_core.train  # noqa: F401
+    import resnet_core.training.runs  # noqa: F401 - and the core's modules, before the memory cap
+    import resnet_core.training.loop  # noqa: F401
     _limit_memory()
     _Process(out).serve()
 

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import streamlit as st
 
-from resnet_core.runs import RunInfo, default_runs_dir
+from resnet_core.training.runs import RunInfo, default_runs_dir
 
-from dashboard.series import RunSeries, SeriesCache
+from resnet_core.training.series import RunSeries, SeriesCache
 from dashboard.worker import RunManager
 
 
 @st.cache_resource(show_spinner=False)
 def _manager(runs_dir: str) -> RunManager:
-    from resnet_core.presets import preset_base, scale_config
+    from resnet_core.experiments.scales import preset_base, scale_config
 
     manager = RunManager.shared(runs_dir)
     # The training processes import torch (~2.5 s), render the quick presets' and the default Start's
@@ -22,9 +22,9 @@ def _manager(runs_dir: str) -> RunManager:
     start = scale_config("quick")
     manager.warm(start.data, run=start)
     # The page's durations come from this machine's measured step costs: measured once, in the
-    # background, the first time the dashboard runs here (resnet_core/costmodel.py).
-    from resnet_core.costmodel import calibrate_in_background
-    from resnet_core.train import resolve_device
+    # background, the first time the dashboard runs here (resnet_core/experiments/costmodel.py).
+    from resnet_core.experiments.costmodel import calibrate_in_background
+    from resnet_core.device import resolve_device
 
     calibrate_in_background(resolve_device("auto").type)
     return manager

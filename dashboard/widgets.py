@@ -10,13 +10,13 @@ from pathlib import Path
 import streamlit as st
 import torch
 
-from resnet_core import presets as core_presets
+from resnet_core.experiments import scales
 from resnet_core import memory
 from resnet_core.config import INITS, MAX_CLASSES, SCHEDULES, ConfigError, DataConfig, RunConfig, valid_depths
 from resnet_core.data import DataError
 from resnet_core.data import folder_classes as core_folder_classes
 from resnet_core.files import OutsideRoots, browser_path, data_roots
-from resnet_core.runs import ACTIVE
+from resnet_core.training.runs import ACTIVE
 
 from dashboard import downloads
 
@@ -119,7 +119,7 @@ def _sidebar_data() -> DataConfig | None:
 
 
 def _scale_config(scale: str) -> RunConfig:
-    return core_presets.scale_config(scale, _sidebar_data(), device=st.session_state.get("device", "auto"),
+    return scales.scale_config(scale, _sidebar_data(), device=st.session_state.get("device", "auto"),
                                      seed=int(st.session_state.get("seed", 0)))
 
 
@@ -135,11 +135,11 @@ def scale_choice() -> tuple[str, RunConfig]:
     """The Scale radio at the top of the sidebar: (scale, its default run). Defaults to the core's
     ``default_scale`` of the chosen device (quick on a CPU, paper on a CUDA GPU) and says why."""
     device = st.session_state.get("device", "auto")
-    picked = core_presets.default_scale(device)
+    picked = scales.default_scale(device)
     _, found = available_devices()
-    scales = list(core_presets.SCALES)
+    choices = list(scales.SCALES)
     with st.sidebar:
-        scale = st.radio("Scale", scales, index=scales.index(picked), horizontal=True, key="scale",
+        scale = st.radio("Scale", choices, index=choices.index(picked), horizontal=True, key="scale",
                          on_change=_apply_scale,
                          help="quick: sized so the papers' findings show on a laptop CPU in minutes; paper: the "
                               "paper's setting (CIFAR-10 when present, full width, batch 128, 64k steps), for a "
@@ -149,7 +149,7 @@ def scale_choice() -> tuple[str, RunConfig]:
         lead = (f"**{picked}** picked: {why}." if scale == picked
                 else f"**{scale}** chosen ({picked} is the default: {why}).")
         st.caption(f"{lead} Default run: {scale_summary(base)}; paper presets: "
-                   f"{scale_summary(core_presets.preset_base(scale))}.")
+                   f"{scale_summary(scales.preset_base(scale))}.")
     return scale, base
 
 
@@ -343,7 +343,7 @@ def curve_controls(key: str, default_smoothing: float = TENSORBOARD_SMOOTHING, l
 
 
 def preset_verdict(result) -> None:
-    """A preset group's heading, what to look for and its verdict (``dashboard.presets.GroupResult``);
+    """A preset group's heading, what to look for and its verdict (``dashboard.preset_groups.GroupResult``);
     until all its runs have ended, how many have."""
     st.subheader(result.title)
     st.caption(f"Look for: {result.what_to_look_for}")

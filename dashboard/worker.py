@@ -33,8 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from resnet_core.config import DataConfig, RunConfig
-from resnet_core.presets import longest_first
-from resnet_core.runs import ACTIVE, RunStore, RunWriter, default_runs_dir
+from resnet_core.experiments.costmodel import longest_first
+from resnet_core.training.runs import ACTIVE, RunStore, RunWriter, default_runs_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MAX_CONCURRENT = 2  # a 2-core CPU: a third run would only slow the other two down
@@ -262,7 +262,7 @@ class RunManager:
             # process takes it over.
             writers = [self.store.create(cfg, status="queued") for cfg in cfgs]
             jobs = [_Job(w.run_id, writer=w, owner=owner, live=LiveState(w.run_id)) for w in writers]
-            # Listed in the preset's order, started longest first (resnet_core.presets.longest_first) so
+            # Listed in the preset's order, started longest first (resnet_core.experiments.presets.longest_first) so
             # that with two slots the deepest nets do not run alone at the end.
             queue = self._queues.setdefault(owner, collections.deque())
             for i in longest_first(cfgs) if self.max_concurrent > 1 else range(len(jobs)):
@@ -274,12 +274,12 @@ class RunManager:
 
     def resume_run(self, run_id: str, owner: str = "") -> str:
         """Queues a stopped, interrupted or failed run to continue from its last checkpoint, in its own
-        directory (resnet_core/resume.py). Not ``resume``, which un-pauses a training run. Raises
+        directory (resnet_core/training/resume.py). Not ``resume``, which un-pauses a training run. Raises
         ValueError (or CheckpointError) saying why a run cannot continue."""
         import dataclasses
 
         from resnet_core.config import DistributedConfig
-        from resnet_core.resume import plan_resume, reopen
+        from resnet_core.training.resume import plan_resume, reopen
 
         with self._lock:
             if self.is_active(run_id):

@@ -11,11 +11,11 @@ from PIL import Image
 
 from dashboard import attribution_view as view
 from dashboard import downloads
-from resnet_core import community
+from resnet_core.nets import community
 from resnet_core.attribution import (METHODS, default_layer, deletion_insertion, layer_choices,
                                      model_randomisation_check, overlay, png_bytes, predict, shapes_evaluation,
                                      attribute)
-from resnet_core.images import is_tiny, model_view, normalize_image
+from resnet_core.data.images import is_tiny, model_view, normalize_image
 
 UPLOAD_TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "gif", "tif", "tiff"]
 AUTO_LAYER = "(last block)"

@@ -8,9 +8,9 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import charts, presets, resume_view, state, widgets
-from dashboard.series import metrics_long_csv
-from resnet_core.published import paper_reference, run_reference
-from resnet_core.runs import ACTIVE
+from resnet_core.training.series import metrics_long_csv
+from resnet_core.experiments.published import paper_reference, run_reference
+from resnet_core.training.runs import ACTIVE
 
 st.title("Compare runs")
 st.caption("Every run in the run store is here: from this dashboard, from earlier sessions and from the "

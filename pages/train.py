@@ -7,8 +7,8 @@ import streamlit as st
 
 from dashboard import charts, presets, state, widgets
 from dashboard.worker import QueueFull
-from resnet_core import presets as core_presets
-from resnet_core.published import run_reference
+from resnet_core.experiments import presets as core_presets
+from resnet_core.experiments.published import run_reference
 
 st.title("Train plain and residual nets")
 st.caption("Set up a network in the sidebar and press **Start**. A residual net adds each block's input x to "

@@ -5,15 +5,17 @@ Every analysis is ``resnet_core.analysis``'s (the CLI's ``analyze`` runs the sam
 models and settings, runs them in the worker (``dashboard/analysis_view.py``) and draws the result."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
 
-from dashboard import analysis_charts as charts
+from resnet_core.figures import analysis as charts
 from dashboard import analysis_view as view
 from dashboard import downloads
 from dashboard.widgets import available_devices, cifar_root, plot
-from resnet_core import community
+from resnet_core.nets import community
 from resnet_core.config import INITS, SHORTCUTS, ConfigError, ModelConfig, valid_depths
-from resnet_core.runs import default_runs_dir
+from resnet_core.training.runs import default_runs_dir
 
 ORDER = ["gradient-flow", "shattering", "paths", "lesion", "responses", "interpolate", "landscape"]
 TAB_TITLES = {"gradient-flow": "Gradient flow", "shattering": "Shattered gradients", "paths": "Paths",

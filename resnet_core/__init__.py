@@ -3,7 +3,7 @@
 Pure PyTorch; never imports Streamlit (tests/unit/test_package.py checks it).
 """
 from resnet_core.config import ConfigError, DataConfig, ModelConfig, RunConfig, TrainConfig
-from resnet_core.models import BasicBlock, Bottleneck, CifarResNet, build_model, count_macs, count_params
+from resnet_core.nets.models import BasicBlock, Bottleneck, CifarResNet, build_model, count_macs, count_params
 
 __all__ = [
     "ConfigError", "DataConfig", "ModelConfig", "RunConfig", "TrainConfig",

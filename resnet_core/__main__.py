@@ -1,5 +1,5 @@
 import sys
 
-from resnet_core.cli import main
+from resnet_core.cli.main import main
 
 sys.exit(main())

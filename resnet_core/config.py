@@ -212,7 +212,7 @@ PROBE_SCOPES = ("global", "rank0-shard")
 
 @dataclass(frozen=True)
 class DistributedConfig(_JsonMixin):
-    """How the run's processes split the work (torchrun, resnet_core/distributed.py); one process: the defaults."""
+    """How the run's processes split the work (torchrun, resnet_core/training/distributed.py); one process: the defaults."""
     world_size: int = 1           # processes (ranks); the batch size is the global batch, split over them
     backend: str = ""             # gloo (CPU) or nccl (CUDA); "" for one process
     sync_bn: bool = False         # SyncBatchNorm: BN statistics over the global batch (CUDA only), not per rank

@@ -25,8 +25,7 @@ def calibrated():
     GMAC a step on one thread, and 30 ms per GMAC on all cores."""
     import json
 
-    from resnet_core import costmodel
-
+    from resnet_core.experiments import costmodel
     cal = costmodel.Calibration(costmodel.machine_info("cpu"), "cpu", {1: (0.001, 0.0001, 0.05),
                                                                        2: (0.001, 0.0001, 0.03)},
                                 0.5, [{"label": "resnet-8", "threads": 1, "step_s": 0.1}], 1.8e9)
@@ -58,9 +57,9 @@ def trained_shapes(tmp_path_factory):
 
     import torch
 
-    from resnet_core.checkpoints import load_checkpoint
+    from resnet_core.nets.checkpoints import load_checkpoint
     from resnet_core.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-    from resnet_core.runs import RunStore, execute_run
+    from resnet_core.training.runs import RunStore, execute_run
 
     runs_dir = tmp_path_factory.mktemp("trained") / "runs"
     data = DataConfig(augment=False, n_train=4000, n_test=200)
@@ -117,11 +116,11 @@ def store_tiny_run(runs_dir: Path, run_id: str, name: str) -> str:
     """A finished run holding a random depth-8 checkpoint, written through the run store itself."""
     import torch
 
-    from resnet_core.checkpoints import save_checkpoint
+    from resnet_core.nets.checkpoints import save_checkpoint
     from resnet_core.config import ModelConfig, RunConfig, TrainConfig
     from resnet_core.data import SHAPE_CLASSES
-    from resnet_core.models import build_model
-    from resnet_core.runs import RunStore
+    from resnet_core.nets.models import build_model
+    from resnet_core.training.runs import RunStore
 
     cfg = RunConfig(model=ModelConfig(depth=8), train=TrainConfig(steps=1), name=name)
     writer = RunStore(runs_dir).create(cfg, status="finished", run_id=run_id)

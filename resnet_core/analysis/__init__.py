@@ -59,7 +59,7 @@ def _user_error(e: Exception) -> AnalysisError:
 
 
 def _context(analysis: Analysis, source: ModelSource, data, device, runs_dir, progress, cancel) -> AnalysisContext:
-    from resnet_core.train import resolve_device
+    from resnet_core.device import resolve_device
 
     if not isinstance(source, ModelSource):
         raise AnalysisError("the model source must be a ModelSource (a config, a run id or a checkpoint)")
@@ -120,7 +120,7 @@ def run_analysis(name: str, source: ModelSource, *, data: DataConfig | None = No
     """Runs one analysis and returns its plain-data result (JSON-serialisable). Raises ``AnalysisError``
     with a message for a person for any bad request (model, data, settings), ``Cancelled`` when
     ``cancel`` is set. A run-backed result is cached in the run's directory and returned from there."""
-    from resnet_core.checkpoints import CheckpointError
+    from resnet_core.nets.checkpoints import CheckpointError
     from resnet_core.data import DataError
 
     analysis = get_analysis(name)
@@ -163,7 +163,7 @@ def estimate_cost(name: str, source: ModelSource, settings: dict | None = None,
                   data: DataConfig | None = None, device="cpu", runs_dir=None) -> dict:
     """{"seconds": float, "detail": "441 grid points x 500 images x 1 forward"}: the analysis's forward-pass
     multiply-adds over this device's measured ResNet-20 forward rate (a backward counts as two forwards)."""
-    from resnet_core.checkpoints import CheckpointError
+    from resnet_core.nets.checkpoints import CheckpointError
     from resnet_core.data import DataError
 
     analysis = get_analysis(name)

@@ -159,7 +159,7 @@ class AnalysisContext:
         return self.source.config is None
 
     def run_info(self):
-        from resnet_core.runs import RunStore
+        from resnet_core.training.runs import RunStore
 
         if "run_info" not in self._cache:
             store = RunStore(self.runs_dir)
@@ -183,7 +183,7 @@ class AnalysisContext:
 
     def trained(self):
         """The trained model as a ``LoadedModel`` (in eval mode, on the device)."""
-        from resnet_core.checkpoints import load_checkpoint
+        from resnet_core.nets.checkpoints import load_checkpoint
 
         if "trained" not in self._cache:
             if self.source.config is not None:
@@ -221,12 +221,12 @@ class AnalysisContext:
     def fresh_model(self, cfg: ModelConfig | None = None, seed: int | None = None) -> torch.nn.Module:
         """A net at initialisation, drawn exactly as ``train`` draws it for that seed (global RNG under the
         trainer's lock), without disturbing the caller's global RNG state."""
-        from resnet_core.models import build_model
-        from resnet_core.train import _MODEL_INIT_LOCK
+        from resnet_core.nets.models import build_model
+        from resnet_core.device import MODEL_INIT_LOCK
 
         cfg = cfg or self.model_config()
         seed = self.seed() if seed is None else seed
-        with _MODEL_INIT_LOCK, torch.random.fork_rng(devices=[]):
+        with MODEL_INIT_LOCK, torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             model = build_model(cfg)
         return model.to(self.device)
@@ -236,7 +236,7 @@ class AnalysisContext:
         redrawn from the run's seed, else, for a community checkpoint, a fresh draw with seed 0. With
         ``saved_only`` only the saved weights count (a redraw is a net at initialisation, not necessarily
         this net's own start): without them it raises ``AnalysisError`` saying so."""
-        from resnet_core.checkpoints import CheckpointError, load_checkpoint
+        from resnet_core.nets.checkpoints import CheckpointError, load_checkpoint
 
         if self.source.run_id is not None:
             init = self.run_info().path / "checkpoints" / "init.pt"
@@ -274,7 +274,7 @@ class AnalysisContext:
             except (ConfigError, KeyError, TypeError) as e:
                 raise AnalysisError(f"run {self.source.run_id} has an unreadable data config: {e}") from None
         if self.source.checkpoint is not None:
-            from resnet_core.evaluate import default_data_config
+            from resnet_core.training.evaluate import default_data_config
 
             return default_data_config(self.trained())
         return DataConfig()
@@ -364,7 +364,7 @@ def forward_rate(device: torch.device) -> float:
     NCHW on the quiet 2-core CPU, about 3x faster under load, so timing NCHW made estimates that much
     too long), and the fastest of three passes counts, so one pass slowed by other work does not set
     the rate for the whole process."""
-    from resnet_core.models import build_model, count_macs
+    from resnet_core.nets.models import build_model, count_macs
 
     key = str(device)
     with _RATE_LOCK:

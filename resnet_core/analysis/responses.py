@@ -23,7 +23,7 @@ from resnet_core.analysis.base import Analysis, AnalysisContext, int_setting, ma
 
 def layer_responses(model, x: torch.Tensor, batch_size: int, report=None) -> dict:
     """Names and stds of every BN after a 3x3 conv over the images ``x``, in eval mode."""
-    from resnet_core.probes import probes, std_from_moments
+    from resnet_core.training.probes import probes, std_from_moments
 
     model.eval()
     moments, counts = None, None

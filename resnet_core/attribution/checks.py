@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from resnet_core.checkpoints import LoadedModel
+from resnet_core.nets.checkpoints import LoadedModel
 
 from resnet_core.attribution.methods import (RANDOMISATION_THRESHOLD, AttributionError, Cancelled, _device, _Run, attribute,
                       chunk_size)

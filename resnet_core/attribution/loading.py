@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from resnet_core.checkpoints import LoadedModel
+from resnet_core.nets.checkpoints import LoadedModel
 
 from resnet_core.attribution.methods import _device
 
@@ -19,14 +19,14 @@ def load_model(spec: str, *, runs_dir=None, device: str | torch.device = "cpu") 
     """A model by spec: ``run:RUN_ID`` (a stored run's last checkpoint, its own config), ``ckpt:PATH``
     (ours or a community CIFAR-10 file; architecture inferred from the weights), ``cifar10:resnetN`` (a
     community checkpoint by name, downloaded on first use) or ``imagenet:ARCH``. Raises ``ModelError`` or ``CheckpointError`` with a message for a person."""
-    from resnet_core.checkpoints import load_checkpoint
-    from resnet_core.imagenet import ModelError, load_imagenet
+    from resnet_core.nets.checkpoints import load_checkpoint
+    from resnet_core.nets.imagenet import ModelError, load_imagenet
 
     kind, _, value = spec.partition(":")
     if not value:
         raise ModelError(f"model {spec!r} is not a model spec: use {MODEL_SPECS}")
     if kind == "run":
-        from resnet_core.runs import RunStore, validate_run_id
+        from resnet_core.training.runs import RunStore, validate_run_id
         try:
             validate_run_id(value)
         except ValueError as e:
@@ -43,8 +43,7 @@ def load_model(spec: str, *, runs_dir=None, device: str | torch.device = "cpu") 
     elif kind == "ckpt":
         loaded = load_checkpoint(value)
     elif kind == "cifar10":
-        from resnet_core import community
-
+        from resnet_core.nets import community
         loaded = community.load(spec)
     elif kind == "imagenet":
         loaded = load_imagenet(value)

@@ -13,7 +13,7 @@ there (airbench style), so CPU and CUDA share one code path and the host never t
 from __future__ import annotations
 
 from resnet_core.config import DataConfig
-from resnet_core.data_consts import CIFAR10_CLASSES
+from resnet_core.data.consts import CIFAR10_CLASSES
 from resnet_core.data.cifar import CIFAR10_DIRNAME, CIFAR10_URL, load_cifar10
 from resnet_core.data.dataset import DataError, Dataset, resize_dataset
 from resnet_core.data.folder import IMAGE_SUFFIXES, folder_classes, load_folder

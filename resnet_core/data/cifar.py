@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from resnet_core.data_consts import CIFAR10_CLASSES
+from resnet_core.data.consts import CIFAR10_CLASSES
 from resnet_core.data.dataset import DataError, Dataset, _make_dataset
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar.html"

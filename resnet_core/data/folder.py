@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from resnet_core.images import FORMATS
+from resnet_core.data.images import FORMATS
 from resnet_core.data.dataset import DataError, Dataset, _make_dataset
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
@@ -33,7 +33,7 @@ def _load_image(path: Path, size: int) -> np.ndarray | None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            # The uploads' decoder allow-list (resnet_core/images.py): a file named .png cannot reach
+            # The uploads' decoder allow-list (resnet_core/data/images.py): a file named .png cannot reach
             # a rarely used PIL plugin.
             with Image.open(path, formats=FORMATS) as im:
                 if im.width * im.height > max_pixels:

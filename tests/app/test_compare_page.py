@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 
 from dashboard.worker import RunManager
 from resnet_core.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-from resnet_core.runs import RunStore, execute_run
+from resnet_core.training.runs import RunStore, execute_run
 
 PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "compare.py")
 
@@ -60,7 +60,7 @@ def test_csv_export_is_long_format_of_the_selected_runs(compare_page, runs_dir):
     assert any(getattr(e.proto, "label", "") == "Download metrics (CSV)" for e in at.get("download_button"))
     store = RunStore(runs_dir)
     infos = store.list()
-    from dashboard.series import MetricsTail, metrics_long_csv
+    from resnet_core.training.series import MetricsTail, metrics_long_csv
     series = []
     for info in infos:
         tail = MetricsTail(info.path / "metrics.jsonl")

@@ -15,7 +15,7 @@ from streamlit.testing.v1 import AppTest
 
 from dashboard import downloads
 from dashboard.worker import RunManager
-from resnet_core import community
+from resnet_core.nets import community
 from tests.unit.loopback import dead_url, serve
 from tests.unit.test_cifar_download import tiny_archive
 from tests.unit.test_community import NAME, _tiny_community_file
@@ -155,7 +155,7 @@ def test_why_page_offers_community_checkpoints_and_downloads_on_request(env, mon
 
 def _paper_run(runs_dir: Path, depth: int, residual: bool, test_acc: float, steps: int) -> str:
     from resnet_core.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-    from resnet_core.runs import RunStore
+    from resnet_core.training.runs import RunStore
 
     cfg = RunConfig(model=ModelConfig(depth=depth, residual=residual),
                     data=DataConfig(name="cifar10", path="data", download=False), train=TrainConfig(steps=steps))

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from resnet_core import presets as core
-from resnet_core.runs import RunStore
+from resnet_core.experiments import presets as core
+from resnet_core.experiments import scales
+from resnet_core.training.runs import RunStore
 
 ROOT = Path(__file__).resolve().parents[2]
 TRAIN, COMPARE = str(ROOT / "pages" / "train.py"), str(ROOT / "pages" / "compare.py")
@@ -104,7 +105,7 @@ def test_a_failed_degradation_says_so(store_dir):
 
 def test_compare_selects_a_group_and_shows_its_verdict(store_dir):
     group, ids = write_group(store_dir, "fig6", fig6_error)
-    RunStore(store_dir).create(core.scale_config("quick"), status="finished").close()   # a run of no group
+    RunStore(store_dir).create(scales.scale_config("quick"), status="finished").close()   # a run of no group
     at = AppTest.from_file(COMPARE, default_timeout=60).run()
     assert not at.exception
     picker = at.selectbox(key="compare_group")

@@ -9,7 +9,7 @@ from streamlit.testing.v1 import AppTest
 
 from dashboard.worker import RunManager
 from resnet_core.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-from resnet_core.runs import RunStore, execute_run
+from resnet_core.training.runs import RunStore, execute_run
 
 PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "compare.py")
 STEPS = 8

@@ -158,11 +158,11 @@ def test_failed_and_diverged_runs_show_why_without_a_traceback(runs_dir, tmp_pat
 
 
 def test_scale_is_picked_for_the_device_said_and_sets_the_sidebar(runs_dir):
-    from resnet_core import presets as core
-
+    from resnet_core.experiments import presets as core
+    from resnet_core.experiments import scales
     at = AppTest.from_file(PAGE, default_timeout=60).run()
     assert not at.exception
-    picked = core.default_scale("auto")
+    picked = scales.default_scale("auto")
     assert at.radio(key="scale").value == picked
     assert any(c.value.startswith(f"**{picked}** picked: ") for c in at.sidebar.caption)
 
@@ -175,16 +175,16 @@ def test_scale_is_picked_for_the_device_said_and_sets_the_sidebar(runs_dir):
         assert at.number_input(key="lr").value == pytest.approx(cfg.train.lr)
         assert at.number_input(key="log_every").value == cfg.train.log_every
 
-    sidebar_matches(core.scale_config(picked))
-    other = next(s for s in core.SCALES if s != picked)
+    sidebar_matches(scales.scale_config(picked))
+    other = next(s for s in scales.SCALES if s != picked)
     at.radio(key="scale").set_value(other).run()
     assert not at.exception
-    sidebar_matches(core.scale_config(other))
+    sidebar_matches(scales.scale_config(other))
     assert any(c.value.startswith(f"**{other}** chosen ({picked} is the default") for c in at.sidebar.caption)
     at.radio(key="scale").set_value("quick").run()
     # What the quick scale changes shows in the label of what Start trains, and stays editable.
     start_caption = lambda: next(c.value for c in at.caption if c.value.startswith("Expected duration"))  # noqa: E731
-    quick = core.scale_config("quick")
+    quick = scales.scale_config("quick")
     assert f"**Start** ({quick.label})" in start_caption()
     assert quick.label.endswith("16px large no-aug")
     at.select_slider(key="width").set_value(0.5).run()
@@ -195,9 +195,9 @@ def test_scale_is_picked_for_the_device_said_and_sets_the_sidebar(runs_dir):
 
 
 def test_the_default_start_on_a_cpu_is_the_quick_scale_run(runs_dir):
-    from resnet_core import presets as core
-
-    if core.default_scale("auto") != "quick":
+    from resnet_core.experiments import presets as core
+    from resnet_core.experiments import scales
+    if scales.default_scale("auto") != "quick":
         pytest.skip("a CUDA GPU is here: the default is the paper scale")
     at = AppTest.from_file(PAGE, default_timeout=60).run()
     at.button(key="start").click().run()
@@ -206,7 +206,7 @@ def test_the_default_start_on_a_cpu_is_the_quick_scale_run(runs_dir):
     manager.stop(run_id)
     manager.wait([run_id], timeout=120)
     stored = manager.store.get(run_id).config
-    expected = core.scale_config("quick").to_dict()
+    expected = scales.scale_config("quick").to_dict()
     for section in ("model", "data"):
         assert stored[section] == expected[section], section
     for field in ("steps", "batch_size", "lr", "warmup_steps", "schedule", "eval_every", "log_every"):
@@ -218,8 +218,8 @@ def test_preset_popover_lists_the_four_presets_with_what_to_look_for_and_duratio
     page says what they are based on."""
     import re
 
-    from resnet_core import presets as core
-
+    from resnet_core.experiments import presets as core
+    from resnet_core.experiments import scales
     at = AppTest.from_file(PAGE, default_timeout=60).run()
     labels = {b.key: b.label for b in at.button}
     for key, preset in core.PRESETS.items():

@@ -138,7 +138,7 @@ def test_lesion_of_a_stored_run_and_a_broken_checkpoint_is_one_error(runs_dir):
 def test_interpolation_and_landscape_of_a_stored_run(runs_dir):
     if not {"interpolate", "landscape"} <= set(available()):
         pytest.skip("resnet_core.analysis has no interpolate or landscape analysis")
-    from resnet_core.checkpoints import load_checkpoint, save_checkpoint
+    from resnet_core.nets.checkpoints import load_checkpoint, save_checkpoint
 
     lacking = store_tiny_run(runs_dir, "tiny-no-init", "resnet-noinit")
     run_id = store_tiny_run(runs_dir, "tiny-landscape", "resnet-tiny")
@@ -223,11 +223,11 @@ def test_cancel_from_the_page_while_the_worker_is_busy(runs_dir):
 
 
 def test_layer_responses_of_a_plain_and_a_residual_run(runs_dir):
-    from resnet_core.checkpoints import save_checkpoint
+    from resnet_core.nets.checkpoints import save_checkpoint
     from resnet_core.config import ModelConfig, RunConfig, TrainConfig
     from resnet_core.data import SHAPE_CLASSES
-    from resnet_core.models import build_model
-    from resnet_core.runs import RunStore
+    from resnet_core.nets.models import build_model
+    from resnet_core.training.runs import RunStore
 
     cfg = RunConfig(model=ModelConfig(depth=8, residual=False), train=TrainConfig(steps=1), name="plain-tiny")
     writer = RunStore(runs_dir).create(cfg, status="finished", run_id="tiny-plain")

@@ -23,7 +23,7 @@ def tiny(device, steps=3, **train):
 
 def _first_step(cfg):
     from resnet_core.data import load_dataset
-    from resnet_core.train import train
+    from resnet_core.training.loop import train
 
     events = []
     train(cfg, events.append, dataset=load_dataset(cfg.data))
@@ -63,7 +63,7 @@ def test_the_run_manager_trains_on_cuda(tmp_path):
 
 def test_attribution_on_cuda_matches_the_cpu():
     from resnet_core.attribution import attribute
-    from resnet_core.models import build_model
+    from resnet_core.nets.models import build_model
 
     torch.manual_seed(0)
     model = build_model(ModelConfig(depth=8)).eval()

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 _PRELUDE = """
 import os, resource, sys
 import torch
-import resnet_core, resnet_core.checkpoints, resnet_core.train, resnet_core.runs
+import resnet_core, resnet_core.nets.checkpoints, resnet_core.training.loop, resnet_core.training.runs
 def _vm():
     for line in open("/proc/self/status"):
         if line.startswith("VmSize:"):

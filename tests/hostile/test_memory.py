@@ -9,11 +9,11 @@ import json
 import pytest
 import torch
 
-from dashboard import presets
+from dashboard import preset_groups as presets
 from resnet_core import memory
-from resnet_core.checkpoints import FORMAT, CheckpointError, load_checkpoint
+from resnet_core.nets.checkpoints import FORMAT, CheckpointError, load_checkpoint
 from resnet_core.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-from resnet_core.models import build_model, count_macs, count_params
+from resnet_core.nets.models import build_model, count_macs, count_params
 
 from .conftest import run_limited
 
@@ -52,7 +52,7 @@ def test_activation_estimate_bounds_what_autograd_saves(cfg):
 
 
 def test_the_sidebar_caption_does_not_build_a_model(monkeypatch, calibrated):
-    import resnet_core.models as models
+    import resnet_core.nets.models as models
 
     def refuse(cfg):
         raise AssertionError("an estimate built a model")
@@ -64,7 +64,7 @@ def test_the_sidebar_caption_does_not_build_a_model(monkeypatch, calibrated):
 
 
 def test_training_beyond_the_budget_is_refused_before_any_allocation(monkeypatch):
-    from resnet_core.train import train
+    from resnet_core.training.loop import train
 
     monkeypatch.setenv(memory.BUDGET_ENV, "1")
     cfg = RunConfig(model=ModelConfig(depth=218, width=16), data=DataConfig(image_size=64, n_train=100_000),
@@ -131,7 +131,7 @@ def test_a_small_file_declaring_a_huge_net_is_refused_before_building_it(tmp_pat
     assert ours.stat().st_size < 4096
     for path in (ours, community):
         r = run_limited(f"""
-            from resnet_core.checkpoints import CheckpointError, load_checkpoint
+            from resnet_core.nets.checkpoints import CheckpointError, load_checkpoint
             try:
                 load_checkpoint({str(path)!r})
                 print("loaded")

@@ -14,9 +14,9 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from dashboard.worker import RunManager
-from resnet_core.checkpoints import CheckpointError, load_checkpoint
+from resnet_core.nets.checkpoints import CheckpointError, load_checkpoint
 from resnet_core.data import load_folder
-from resnet_core.images import ImageError, load_image
+from resnet_core.data.images import ImageError, load_image
 
 ROOT = Path(__file__).resolve().parents[2]
 TRAIN = str(ROOT / "pages" / "train.py")
@@ -97,9 +97,9 @@ def test_a_checkpoint_path_outside_the_roots_is_refused_alike_on_the_attribution
         assert not any(o.startswith("ckpt:") for o in at.multiselect(key="attr_models").options)
     assert len(set(messages)) == 1 and "not one this server opens" in messages[0]
     # The command line, run by the machine's own user, keeps accepting any path.
-    from resnet_core.checkpoints import save_checkpoint
+    from resnet_core.nets.checkpoints import save_checkpoint
     from resnet_core.config import ModelConfig
-    from resnet_core.models import build_model
+    from resnet_core.nets.models import build_model
 
     outside = tmp_path / "anywhere" / "m.pt"
     save_checkpoint(outside, build_model(ModelConfig(depth=8)), {"model": {"depth": 8}}, step=0,
@@ -117,8 +117,8 @@ def test_a_fifo_is_refused_not_waited_on(server):
     os.mkfifo(fifo)
     # In a child with a timeout: on failure the reader blocks forever, which must not hang the suite.
     r = _in_child(f"""
-from resnet_core.checkpoints import CheckpointError, load_checkpoint
-from resnet_core.images import ImageError, load_image
+from resnet_core.nets.checkpoints import CheckpointError, load_checkpoint
+from resnet_core.data.images import ImageError, load_image
 for load, err in ((load_checkpoint, CheckpointError), (load_image, ImageError)):
     try:
         load({str(fifo)!r})

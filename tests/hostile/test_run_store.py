@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from resnet_core import runs as runs_mod
+from resnet_core.training import runs as runs_mod
 from resnet_core.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-from resnet_core.resume import plan_resume, reopen
-from resnet_core.runs import RunStore, execute_run
+from resnet_core.training.resume import plan_resume, reopen
+from resnet_core.training.runs import RunStore, execute_run
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -101,7 +101,7 @@ def test_liveness_is_the_writers_lock_not_a_pid(tmp_path):
         assert store.get(w.run_id).status == "interrupted", pid
     store.delete(w.run_id)
     # A writer in another process (a child running the run) is alive exactly as long as that process.
-    code = ("import sys, time; from resnet_core.runs import RunStore; from resnet_core.config import RunConfig; "
+    code = ("import sys, time; from resnet_core.training.runs import RunStore; from resnet_core.config import RunConfig; "
             "w = RunStore(sys.argv[1]).create(RunConfig(), status='running', run_id='child'); "
             "print('ready', flush=True); time.sleep(120)")
     child = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True,

@@ -11,7 +11,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from dashboard import attribution_view as view
-from resnet_core.images import ImageError, load_image
+from resnet_core.data.images import ImageError, load_image
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGE = str(ROOT / "pages" / "attribution.py")

@@ -1,4 +1,4 @@
-"""The Why it works page's figures (dashboard/analysis_charts.py) hold exactly the data they are given."""
+"""The Why it works page's figures (resnet_core/figures/analysis.py) hold exactly the data they are given."""
 from __future__ import annotations
 
 import math
@@ -6,9 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from dashboard import analysis_charts as charts
-
-
+from resnet_core.figures import analysis as charts
 def _y(trace) -> list[float]:
     return [float(v) for v in trace.y]
 

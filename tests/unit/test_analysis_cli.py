@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from resnet_core.cli import main
+from resnet_core.cli.main import main
 from tests.conftest import ROOT, store_tiny_run
 
 TINY = ["--dataset", "synthetic", "--n-train", "32", "--n-test", "16"]

@@ -45,7 +45,7 @@ def test_analyses_at_initialisation_use_the_whole_folder(folder, name, settings,
     ("interpolate", {"points": 2, "images": 1000}),
 ])
 def test_analyses_of_a_trained_net_use_the_whole_folder(folder, runs_dir, name, settings):
-    from resnet_core.checkpoints import load_checkpoint, save_checkpoint
+    from resnet_core.nets.checkpoints import load_checkpoint, save_checkpoint
 
     run_id = store_tiny_run(runs_dir, f"folder-{name}", "tiny")
     ckpts = runs_dir / run_id / "checkpoints"

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from resnet_core.analysis import ANALYSES, AnalysisError, ModelSource, estimate_cost, run_analysis
 from resnet_core.analysis.gradient_flow import flow_through_blocks, gradient_flow
 from resnet_core.config import DataConfig, ModelConfig
-from resnet_core.models import _Block, build_model
+from resnet_core.nets.models import _Block, build_model
 
 TINY_DATA = DataConfig(n_train=32, n_test=16)
 

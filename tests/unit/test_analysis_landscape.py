@@ -9,7 +9,7 @@ from resnet_core.analysis import AnalysisError, ModelSource, run_analysis
 from resnet_core.analysis.landscape import (_params_and_buffers, evaluate_params, filter_normalized_direction,
                                             linspace, loss_surface)
 from resnet_core.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-from resnet_core.models import build_model
+from resnet_core.nets.models import build_model
 from tests.conftest import store_tiny_run
 
 TINY_DATA = DataConfig(n_train=64, n_test=16)
@@ -109,7 +109,7 @@ def test_run_analysis_landscape_and_interpolate_on_a_run(runs_dir):
                          settings={"points": 3, "images": 32, "method": "loop"})
     assert again["cached"] and again["loss"] == r["loss"]
     # the centre is the stored model's own loss on the same training images
-    from resnet_core.checkpoints import load_checkpoint
+    from resnet_core.nets.checkpoints import load_checkpoint
     from resnet_core.data import load_dataset, normalize
 
     loaded = load_checkpoint(runs_dir / run_id / "checkpoints" / "last.pt")
@@ -130,8 +130,8 @@ def test_run_analysis_landscape_and_interpolate_on_a_run(runs_dir):
 
 
 def test_training_saves_initial_weights_and_interpolation_uses_them(runs_dir):
-    from resnet_core.checkpoints import load_checkpoint
-    from resnet_core.runs import RunStore, execute_run
+    from resnet_core.nets.checkpoints import load_checkpoint
+    from resnet_core.training.runs import RunStore, execute_run
 
     cfg = RunConfig(model=ModelConfig(depth=8), data=DataConfig(n_train=64, n_test=16, augment=False),
                     train=TrainConfig(steps=3, batch_size=16, eval_every=0, feature_maps_every=0, seed=5,

@@ -8,7 +8,7 @@ from resnet_core.analysis import AnalysisError, ModelSource, run_analysis
 from resnet_core.analysis.lesion import (deletable, downsampling_flags, forward_plan, kendall_tau, lesion_study,
                                          random_reorder, stage_decomposition)
 from resnet_core.config import DataConfig, ModelConfig
-from resnet_core.models import build_model
+from resnet_core.nets.models import build_model
 from tests.conftest import shared_weight, store_tiny_run
 
 SETTINGS = {"images": 1000, "batch_size": 250, "draws": 2, "counts": None, "reorder": True, "swaps": [1, 2, 4],
@@ -94,7 +94,7 @@ def test_stage_decomposition_adds_up():
 def test_pretrained_resnet20_lesions_on_its_own_predictions():
     # No CIFAR-10 here: shapes images labelled by the full model's own predictions, so the base error is 0
     # by construction and every error is disagreement with the intact net.
-    from resnet_core.checkpoints import load_checkpoint
+    from resnet_core.nets.checkpoints import load_checkpoint
     from resnet_core.data import make_shapes, normalize
 
     loaded = load_checkpoint(shared_weight(20))
@@ -125,8 +125,8 @@ def test_run_analysis_lesion_on_a_stored_run_and_cache(runs_dir):
     assert cached["cached"] and cached["base_error"] == r["base_error"]
     assert list((runs_dir / run_id / "analysis").glob("lesion-*.json"))
     # base error is the checkpoint's own test error on those images
-    from resnet_core.checkpoints import load_checkpoint
-    from resnet_core.evaluate import evaluate_checkpoint
+    from resnet_core.nets.checkpoints import load_checkpoint
+    from resnet_core.training.evaluate import evaluate_checkpoint
 
     ev = evaluate_checkpoint(load_checkpoint(runs_dir / run_id / "checkpoints" / "last.pt"), data, limit=40,
                              device="cpu")
@@ -142,7 +142,7 @@ def test_the_cost_unit_is_timed_in_the_layout_the_analyses_run_in(monkeypatch):
     # Every analysis runs channels_last on the CPU; a rate timed in NCHW made every estimate long.
     import torch
 
-    from resnet_core import models
+    from resnet_core.nets import models
     from resnet_core.analysis import base
 
     layouts = []

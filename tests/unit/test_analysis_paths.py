@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from resnet_core.analysis import AnalysisError, ModelSource, run_analysis
 from resnet_core.analysis.paths import BlockGraphs, length_distribution
 from resnet_core.config import DataConfig, ModelConfig
-from resnet_core.models import build_model
+from resnet_core.nets.models import build_model
 
 TINY_DATA = DataConfig(n_train=32, n_test=16)
 

@@ -7,7 +7,7 @@ from resnet_core.analysis.shattering import (autocorrelation, calibrate_bn, grad
                                               power_spectrum, shattering)
 from resnet_core.config import DataConfig, ModelConfig
 from resnet_core.data import make_shapes, normalize
-from resnet_core.models import build_model
+from resnet_core.nets.models import build_model
 from tests.conftest import store_tiny_run
 
 

@@ -126,7 +126,7 @@ def test_csv_export_has_one_row_per_number():
 
 
 def test_the_worker_module_never_imports_streamlit():
-    code = "import sys, dashboard.analysis_view, dashboard.analysis_charts; print('streamlit' in sys.modules)"
+    code = "import sys, dashboard.analysis_view, resnet_core.figures.analysis; print('streamlit' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120,
                          cwd=ROOT)
     assert out.stdout.strip() == "False"

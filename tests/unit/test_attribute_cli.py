@@ -14,7 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
-from resnet_core.cli import main
+from resnet_core.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED = ROOT.parent / "shared"
@@ -129,10 +129,10 @@ def test_bad_arguments_one_line(args, expected, photo, tmp_path, capsys):
 
 
 def _store_run(runs_dir: Path, run_id: str, num_classes=10) -> None:
-    from resnet_core.checkpoints import save_checkpoint
+    from resnet_core.nets.checkpoints import save_checkpoint
     from resnet_core.config import ModelConfig, RunConfig
     from resnet_core.data import SHAPE_CLASSES
-    from resnet_core.models import build_model
+    from resnet_core.nets.models import build_model
 
     cfg = RunConfig(model=ModelConfig(depth=8, residual=False, num_classes=num_classes))
     torch.manual_seed(0)

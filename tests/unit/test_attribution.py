@@ -14,7 +14,7 @@ from PIL import Image
 from resnet_core import attribution as A
 from resnet_core.attribution import METHODS, AttributionError, AttributionMethod, Cancelled
 from resnet_core.config import ModelConfig
-from resnet_core.models import build_model
+from resnet_core.nets.models import build_model
 
 FAST = {"ig": {"n_steps": 8}, "smoothgrad": {"nt_samples": 4}, "occlusion": {"window": 8, "stride": 8}}
 

@@ -7,8 +7,8 @@ import numpy as np
 import plotly.graph_objects as go
 import pytest
 
-from dashboard import charts
-from dashboard.series import MetricsTail, RunSeries
+from resnet_core.figures import training as charts
+from resnet_core.training.series import MetricsTail, RunSeries
 
 LAYERS = ["stem.0", "layer1.0.branch.0", "layer1.0.branch.3", "fc"]
 BLOCKS = ["layer1.0", "layer2.0", "layer3.0"]
@@ -167,7 +167,7 @@ def test_live_charts_have_fixed_margins_and_keep_a_users_zoom(build):
 
 # --- smoothing and the x-axis choice ----------------------------------------------------------------
 def test_smoothed_curve_is_the_ema_of_the_data_with_the_raw_curve_faint_behind():
-    from resnet_core.curves import ema
+    from resnet_core.experiments.curves import ema
 
     s = fake_series(steps=50)
     fig = charts.loss_figure([s], smoothing=0.8)
@@ -190,7 +190,7 @@ def test_no_smoothing_draws_only_the_raw_curve():
 
 
 def test_smoothing_runs_before_decimation():
-    from resnet_core.curves import ema
+    from resnet_core.experiments.curves import ema
 
     s = fake_series(steps=2000)
     fig = charts.fig6_figure([s], smoothing=0.9)

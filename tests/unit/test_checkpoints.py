@@ -4,9 +4,9 @@ import pickle
 import pytest
 import torch
 
-from resnet_core.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
+from resnet_core.nets.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
 from resnet_core.config import ModelConfig
-from resnet_core.models import build_model
+from resnet_core.nets.models import build_model
 from tests.conftest import shared_weight
 
 

@@ -95,7 +95,7 @@ def test_diverging_run_is_reported_not_crashed(tmp_path):
 # ---------------------------------------------------------------------------------------------------
 
 def _main_json(capsys, *args):
-    from resnet_core.cli import main
+    from resnet_core.cli.main import main
 
     code = main(list(args))
     captured = capsys.readouterr()
@@ -172,7 +172,7 @@ def _raises(exc):
     (KeyboardInterrupt(), 130, "error: interrupted"),
 ])
 def test_one_line_errors_turns_any_exception_into_one_line(exc, status, line, capsys):
-    from resnet_core.cli import one_line_errors
+    from resnet_core.cli.common import one_line_errors
 
     assert one_line_errors(_raises(exc), (ValueError,)) == status
     err = capsys.readouterr().err

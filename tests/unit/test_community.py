@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from resnet_core import community
-from resnet_core.cli import main
+from resnet_core.nets import community
+from resnet_core.cli.main import main
 from resnet_core.config import ModelConfig
-from resnet_core.models import build_model
+from resnet_core.nets.models import build_model
 from tests.conftest import WEIGHTS, write_cifar_dir
 from tests.unit.loopback import dead_url, serve
 
@@ -157,7 +157,7 @@ def test_evaluate_offline_is_one_line_with_url_and_path(hub, monkeypatch, capsys
 
 def test_published_errors_beside_a_full_test_set_measurement(hub, monkeypatch):
     from resnet_core.config import DataConfig
-    from resnet_core.evaluate import published_errors, reference_line
+    from resnet_core.training.evaluate import published_errors, reference_line
 
     entry, body = hub
     with serve({f"/{entry.file}": body}) as url:
@@ -175,7 +175,7 @@ def test_published_errors_beside_a_full_test_set_measurement(hub, monkeypatch):
 
 def test_attribute_and_analyze_take_the_names(hub, monkeypatch):
     from resnet_core.analysis import ModelSource
-    from resnet_core.analyze_cli import _source
+    from resnet_core.cli.analyze import _source
     from resnet_core.attribution import load_model
 
     entry, body = hub

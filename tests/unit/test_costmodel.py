@@ -6,10 +6,11 @@ import dataclasses
 
 import pytest
 
-from resnet_core import costmodel as cm
+from resnet_core.experiments import costmodel as cm
 from resnet_core.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-from resnet_core.models import build_model, count_macs
-from resnet_core.presets import estimate_seconds, preset_configs
+from resnet_core.nets.models import build_model, count_macs
+from resnet_core.experiments.costmodel import estimate_seconds
+from resnet_core.experiments.presets import preset_configs
 
 
 @pytest.mark.parametrize("kw", [

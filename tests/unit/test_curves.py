@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from resnet_core.curves import ema, final_test_error, final_train_error, tail_mean
+from resnet_core.experiments.curves import ema, final_test_error, final_train_error, tail_mean
 
 
 def test_ema_matches_a_hand_computation_with_debiasing():

@@ -1,13 +1,15 @@
-"""dashboard/presets.py: a run group names its preset, summaries are the core's and are read once,
+"""dashboard/preset_groups.py: a run group names its preset, summaries are the core's and are read once,
 a group gets its verdict only when every run has ended, durations read as a person says them."""
 from __future__ import annotations
 
 import pytest
 
-from dashboard import presets
-from resnet_core import presets as core
+from dashboard import preset_groups as presets
+from resnet_core.experiments import presets as core
+from resnet_core.experiments import scales
+from resnet_core.experiments import verdicts
 from resnet_core.config import RunConfig
-from resnet_core.runs import RunStore
+from resnet_core.training.runs import RunStore
 
 
 _OPEN: list = []   # writers of runs that stay "running" for the rest of the session
@@ -48,7 +50,7 @@ def test_an_ended_group_gets_the_cores_verdict_from_the_cores_summaries(tmp_path
     runs = presets.groups(store.list())[group]
     result = presets.group_result(group, runs)
     assert result.ended
-    expected = [core.run_summary(RunConfig.from_dict(i.config), store.read_metrics(i.run_id)) for i in runs]
+    expected = [verdicts.run_summary(RunConfig.from_dict(i.config), store.read_metrics(i.run_id)) for i in runs]
     assert sorted(result.summaries, key=str) == sorted(expected, key=str)
     assert result.verdict == core.verdict("preact", expected)
     assert not result.verdict["holds"]              # pre-activation ends 10 points above post-activation
@@ -56,7 +58,7 @@ def test_an_ended_group_gets_the_cores_verdict_from_the_cores_summaries(tmp_path
 
 def test_ungrouped_runs_belong_to_no_group(tmp_path):
     store = RunStore(tmp_path / "runs")
-    store.create(core.scale_config("quick")).close()
+    store.create(scales.scale_config("quick")).close()
     assert presets.groups(store.list()) == {}
 
 

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from resnet_core.checkpoints import load_checkpoint, load_train_state
+from resnet_core.nets.checkpoints import load_checkpoint, load_train_state
 from resnet_core.config import ConfigError, DataConfig, RunConfig
 from resnet_core.data import BatchLoader, load_dataset
-from resnet_core.distributed import DistContext, Launch
-from resnet_core.runs import RunStore
+from resnet_core.training.distributed import DistContext, Launch
+from resnet_core.training.runs import RunStore
 from tests.conftest import ROOT
 
 TORCHRUN = Path(sys.executable).with_name("torchrun")
@@ -155,7 +155,7 @@ def test_a_killed_run_resumes_with_the_uninterrupted_runs_losses(reference, tmp_
 
 
 def test_resume_refuses_finished_runs_and_unknown_ids(reference, capsys):
-    from resnet_core.cli import main
+    from resnet_core.cli.main import main
 
     store, run_id = reference
     for spec, needle in [(run_id, "finished"), ("no-such-run", "no run"), ("../x", "invalid run id")]:
@@ -204,7 +204,7 @@ def test_old_run_configs_without_a_distributed_section_still_load():
 
 @pytest.mark.parametrize("bad", ["", "a,b", "0;1", "-1"])
 def test_gpu_lists_are_validated(bad):
-    from resnet_core.distributed import parse_gpus
+    from resnet_core.training.distributed import parse_gpus
     with pytest.raises(ConfigError, match="--gpus"):
         parse_gpus(bad)
     assert parse_gpus("0, 1,2") == ["0", "1", "2"]
@@ -212,7 +212,7 @@ def test_gpu_lists_are_validated(bad):
 
 def test_a_run_written_from_another_host_is_judged_by_its_heartbeat(tmp_path):
     from resnet_core.config import TrainConfig
-    from resnet_core.runs import REMOTE_STALE_S
+    from resnet_core.training.runs import REMOTE_STALE_S
 
     store = RunStore(tmp_path)
     writer = store.create(RunConfig(train=TrainConfig(steps=1)), status="running")
@@ -230,7 +230,7 @@ def test_a_run_written_from_another_host_is_judged_by_its_heartbeat(tmp_path):
 
 
 def test_reproduce_spreads_a_presets_runs_over_devices_into_one_group(tmp_path, capsys):
-    from resnet_core.cli import main
+    from resnet_core.cli.main import main
 
     runs = tmp_path / "runs"
     code = main(["reproduce", "options", "--steps", "2", "--gpus", "cpu,cpu", "--quiet", "--n-train", "64",

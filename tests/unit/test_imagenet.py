@@ -8,8 +8,8 @@ import torch
 import torch.nn as nn
 from torchvision.models import resnet18, resnet50
 
-from resnet_core import imagenet
-from resnet_core.imagenet import ModelError, cache_path, load_imagenet, make_attribution_safe
+from resnet_core.nets import imagenet
+from resnet_core.nets.imagenet import ModelError, cache_path, load_imagenet, make_attribution_safe
 
 
 @pytest.fixture

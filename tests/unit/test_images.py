@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from resnet_core.images import (MAX_PIXELS, ImageError, is_tiny, load_image, model_view,
+from resnet_core.data.images import (MAX_PIXELS, ImageError, is_tiny, load_image, model_view,
                                 to_model_input)
 
 

@@ -3,7 +3,7 @@ import torch
 import torch.nn as nn
 
 from resnet_core.config import ConfigError, ModelConfig, valid_depths
-from resnet_core.models import ZeroPadShortcut, build_model, count_macs, count_params
+from resnet_core.nets.models import ZeroPadShortcut, build_model, count_macs, count_params
 
 # He et al. 2015, Table 6 (option A): parameters in millions.
 PAPER_PARAMS = {20: 0.27, 32: 0.46, 44: 0.66, 56: 0.85, 110: 1.7}
@@ -128,7 +128,7 @@ def test_preactivation_stem_has_bn_relu_before_the_first_unit_splits():
 
 
 def test_preactivation_checkpoint_of_the_earlier_layout_still_loads(tmp_path):
-    from resnet_core.checkpoints import load_checkpoint, save_checkpoint
+    from resnet_core.nets.checkpoints import load_checkpoint, save_checkpoint
 
     cfg = ModelConfig(depth=8, preact=True)
     torch.manual_seed(0)

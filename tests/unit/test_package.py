@@ -5,7 +5,7 @@ from tests.conftest import ROOT
 
 
 def test_core_never_imports_streamlit():
-    code = ("import sys, resnet_core, resnet_core.cli, resnet_core.train, resnet_core.runs, resnet_core.evaluate; "
+    code = ("import sys, resnet_core, resnet_core.cli, resnet_core.training.loop, resnet_core.training.runs, resnet_core.training.evaluate; "
             "import importlib.util as u; [__import__(m) for m in ('resnet_core.attribution',) if u.find_spec(m)]; "
             "print('streamlit' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)

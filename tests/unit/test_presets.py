@@ -4,8 +4,9 @@ import json
 import pytest
 
 from resnet_core.config import ConfigError, DataConfig, RunConfig
-from resnet_core.presets import (PRESETS, SCALES, default_scale, preset_base, preset_configs,
-                                 run_summary, scale_config, verdict)
+from resnet_core.experiments.presets import PRESETS, preset_configs, verdict
+from resnet_core.experiments.scales import SCALES, default_scale, preset_base, scale_config
+from resnet_core.experiments.verdicts import run_summary
 
 
 def test_scales_quick_and_paper_settings(tmp_path, monkeypatch):

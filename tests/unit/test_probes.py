@@ -4,8 +4,8 @@ import torch
 import torch.nn.functional as F
 
 from resnet_core.config import ModelConfig
-from resnet_core.models import build_model
-from resnet_core.probes import captured, feature_maps, probes
+from resnet_core.nets.models import build_model
+from resnet_core.training.probes import captured, feature_maps, probes
 
 
 def _tiny(**kw):
@@ -150,10 +150,10 @@ def test_layer_response_std_is_every_bn_after_a_3x3_conv(kw, expected_names):
 
 
 def test_evaluate_layer_response_std_over_all_images_in_eval_mode():
-    from resnet_core.checkpoints import LoadedModel
+    from resnet_core.nets.checkpoints import LoadedModel
     from resnet_core.config import DataConfig
     from resnet_core.data import load_dataset, normalize
-    from resnet_core.evaluate import evaluate_checkpoint
+    from resnet_core.training.evaluate import evaluate_checkpoint
 
     model = _tiny().float()
     with torch.no_grad():   # non-trivial running statistics, so eval mode differs from training mode

@@ -6,9 +6,9 @@ import re
 
 import pytest
 
-from resnet_core import published as pub
+from resnet_core.experiments import published as pub
 from resnet_core.config import ModelConfig
-from resnet_core.models import build_model, count_params
+from resnet_core.nets.models import build_model, count_params
 from tests.conftest import WEIGHTS
 
 # He et al. 2015, Table 6, "ResNet" rows: (layers, params, error %); 110: "6.43 (6.61±0.16)".
@@ -86,7 +86,7 @@ def test_reference_line_says_how_far_the_run_trained():
 def test_readme_tables_use_the_published_figures():
     from pathlib import Path
 
-    from resnet_core.community import CATALOGUE
+    from resnet_core.nets.community import CATALOGUE
 
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     for depth, paper in pub.PAPER_TABLE6.items():

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from resnet_core.cli import main
+from resnet_core.cli.main import main
 from resnet_core.config import RunConfig
-from resnet_core.runs import RunStore
+from resnet_core.training.runs import RunStore
 
 
 def _last_json(out: str) -> dict:
@@ -77,7 +77,7 @@ def _sweep_result():
 
 
 def test_figures_are_real_charts(tmp_path):
-    from resnet_core.reproduce import write_figures
+    from resnet_core.figures.preset_export import write_figures
 
     paths = write_figures(_sweep_result(), {}, tmp_path)
     png = Image.open(paths["png"]).convert("RGB")
@@ -92,7 +92,7 @@ def test_a_missing_plotting_library_leaves_out_its_figure_and_says_how_to_get_it
                                                                                  kept):
     import sys
 
-    from resnet_core.reproduce import write_figures
+    from resnet_core.figures.preset_export import write_figures
 
     for name in [m for m in sys.modules if m == missing or m.startswith(missing + ".")]:
         monkeypatch.delitem(sys.modules, name)

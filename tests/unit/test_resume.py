@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from dashboard.worker import RunManager
-from resnet_core.checkpoints import CheckpointError, load_train_state, save_checkpoint
+from resnet_core.nets.checkpoints import CheckpointError, load_train_state, save_checkpoint
 from resnet_core.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-from resnet_core.models import build_model
-from resnet_core.resume import plan_resume, reopen
-from resnet_core.runs import RunStore, execute_run
+from resnet_core.nets.models import build_model
+from resnet_core.training.resume import plan_resume, reopen
+from resnet_core.training.runs import RunStore, execute_run
 
 STEPS = 8
 

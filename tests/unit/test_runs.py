@@ -4,9 +4,9 @@ import threading
 
 import pytest
 
-from resnet_core.checkpoints import load_checkpoint
+from resnet_core.nets.checkpoints import load_checkpoint
 from resnet_core.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-from resnet_core.runs import RunStore, execute_run, validate_run_id
+from resnet_core.training.runs import RunStore, execute_run, validate_run_id
 
 
 def tiny(steps=4, **data):

@@ -5,7 +5,7 @@ import torch
 
 from resnet_core.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from resnet_core.data import BatchLoader, load_dataset
-from resnet_core.train import lr_at, train
+from resnet_core.training.loop import lr_at, train
 
 SMALL_DATA = DataConfig(n_train=256, n_test=64)
 
@@ -93,7 +93,7 @@ def test_diverging_loss_ends_the_run_at_that_step_keeping_metrics():
                 model_holder["model"].fc.weight.fill_(float("inf"))
 
     events = []
-    from resnet_core.models import build_model
+    from resnet_core.nets.models import build_model
     torch.manual_seed(0)
     model_holder["model"] = build_model(cfg.model)
     result = train(cfg, on_event, model=model_holder["model"])

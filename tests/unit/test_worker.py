@@ -14,7 +14,7 @@ import pytest
 
 from dashboard.worker import RunManager
 from resnet_core.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-from resnet_core.runs import RunStore
+from resnet_core.training.runs import RunStore
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY_DATA = DataConfig(n_train=512, n_test=128)
@@ -172,7 +172,7 @@ def test_after_a_server_restart_every_run_is_listed_with_its_curves(tmp_path):
 
 
 def test_the_worker_charts_and_series_never_import_streamlit():
-    code = ("import sys; import dashboard.worker, dashboard.charts, dashboard.series, dashboard.presets; "
+    code = ("import sys; import dashboard.worker, resnet_core.figures.training, resnet_core.training.series, dashboard.preset_groups; "
             "print(json.dumps('streamlit' in sys.modules))")
     out = subprocess.run([sys.executable, "-c", "import json; " + code], cwd=ROOT, capture_output=True, text=True,
                          check=True)

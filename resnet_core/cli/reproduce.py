@@ -1,7 +1,7 @@
 """``python -m resnet_core reproduce PRESET``: a paper's experiment from the command line.
 
-Runs the same preset definitions as the dashboard (resnet_core/presets.py) through
-``resnet_core.reproduce.reproduce``: every run into the run store under one group, a tqdm bar per run
+Runs the same preset definitions as the dashboard (resnet_core/experiments/presets.py) through
+``resnet_core.experiments.reproduce.reproduce``: every run into the run store under one group, a tqdm bar per run
 on stderr, the figure as PNG and HTML into ``--out``, and as the last stdout line one JSON object:
 ``preset``, ``scale``, ``seconds``, ``runs`` (label, arch, depth, seed, steps, final_train_error,
 final_test_error as fractions, ...), ``verdict`` (each separation per seed, and whether it holds).
@@ -15,8 +15,9 @@ import sys
 EXAMPLE = "python -m resnet_core reproduce fig6 --scale quick --seeds 3 --out figures"
 
 
-def add_reproduce_parser(subparsers) -> argparse.ArgumentParser:
-    from resnet_core.presets import PRESETS, SCALES
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    from resnet_core.experiments.presets import PRESETS
+    from resnet_core.experiments.scales import SCALES
 
     keys = ", ".join(f"{k} ({p.title})" for k, p in PRESETS.items())
     p = subparsers.add_parser("reproduce", help="run one of the papers' experiments and judge it",
@@ -41,12 +42,14 @@ def add_reproduce_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--n-test", type=int, default=None, help="synthetic: test images (default 2000)")
     p.add_argument("--gpus", default=None,
                    help="GPU numbers, e.g. 0,1,2,3: the runs at once, one process per GPU (the rest queued), "
-                        "all into one run store (resnet_core/distributed.py)")
+                        "all into one run store (resnet_core/training/distributed.py)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(subcommand=run)
     return p
 
 
 def _dataset(args):
+    from resnet_core.cli.common import dataset_name_and_path
     from resnet_core.config import DataConfig
 
     sizes = {k: v for k, v in (("n_train", args.n_train), ("n_test", args.n_test)) if v is not None}
@@ -54,26 +57,23 @@ def _dataset(args):
         if args.data_dir is not None:
             return DataConfig(name="cifar10", path=args.data_dir, download=not args.no_download)
         return DataConfig(**sizes) if sizes else None   # None: the scale's own choice
-    name, path = args.dataset, args.data_dir
-    if name.startswith("folder:"):
-        name, path = "folder", name[len("folder:"):]
-    elif name == "cifar10":
-        path = path or "data"
+    name, path = dataset_name_and_path(args.dataset, args.data_dir)
     return DataConfig(name=name, path=path, download=not args.no_download, **sizes)
 
 
 def _gpus(args) -> list[str] | None:
-    from resnet_core.distributed import parse_gpus
+    from resnet_core.training.distributed import parse_gpus
 
     return parse_gpus(args.gpus) if args.gpus is not None else None
 
 
-def run_reproduce(args) -> int:
+def run(args) -> int:
     from resnet_core.config import ConfigError
-    from resnet_core.presets import default_scale, runs_at_once
-    from resnet_core.progress import RunProgress
-    from resnet_core.reproduce import reproduce
-    from resnet_core.train import resolve_device
+    from resnet_core.experiments.scales import default_scale
+    from resnet_core.experiments.costmodel import runs_at_once
+    from resnet_core.cli.progress import RunProgress
+    from resnet_core.experiments.reproduce import reproduce
+    from resnet_core.device import resolve_device
 
     if not 1 <= args.seeds <= 100:
         raise ConfigError(f"--seeds must be from 1 to 100; got {args.seeds}")

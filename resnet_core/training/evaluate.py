@@ -7,11 +7,11 @@ import dataclasses
 import torch
 import torch.nn.functional as F
 
-from resnet_core.checkpoints import LoadedModel
+from resnet_core.nets.checkpoints import LoadedModel
 from resnet_core.config import ConfigError, DataConfig
 from resnet_core.data import iter_test_batches, load_dataset, load_folder
-from resnet_core.probes import std_from_moments, probes
-from resnet_core.train import resolve_device
+from resnet_core.training.probes import std_from_moments, probes
+from resnet_core.device import resolve_device
 
 
 def default_data_config(loaded: LoadedModel) -> DataConfig:
@@ -88,7 +88,7 @@ def published_errors(loaded: LoadedModel, data_cfg: DataConfig, images: int) -> 
     """The errors to compare with, in percent: a community checkpoint's published one and the paper's
     (Table 6) for its depth; for a run's checkpoint the paper's figure when the run is the paper's
     experiment. Only on CIFAR-10's whole test set: on other images those figures compare nothing."""
-    from resnet_core.published import paper_reference
+    from resnet_core.experiments.published import paper_reference
 
     if data_cfg.name != "cifar10" or images < 10_000:
         return {}
@@ -103,8 +103,8 @@ def published_errors(loaded: LoadedModel, data_cfg: DataConfig, images: int) -> 
 def reference_line(loaded: LoadedModel, out: dict) -> str | None:
     """``measured 8.31% test error on 10,000 CIFAR-10 test images; published 8.27% (...); paper 8.75% (...)``,
     or None when there is nothing published to set beside the measurement."""
-    from resnet_core.community import CATALOGUE
-    from resnet_core.published import paper_reference
+    from resnet_core.nets.community import CATALOGUE
+    from resnet_core.experiments.published import paper_reference
 
     measured = f"measured {100 * (1 - out['accuracy']):.2f}% test error on {out['images']:,} {out['dataset']} images"
     name = loaded.meta.get("community")

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from resnet_core.models import CifarResNet
+from resnet_core.nets.models import CifarResNet
 
 
 def _sum_and_norm(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

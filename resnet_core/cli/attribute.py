@@ -17,7 +17,7 @@ EXAMPLE = ("python -m resnet_core attribute --image cat.jpg --model cifar10:resn
            "--method gradcam --out cat_gradcam.png")
 
 
-def add_attribute_parser(subparsers) -> argparse.ArgumentParser:
+def add_parser(subparsers) -> argparse.ArgumentParser:
     from resnet_core.attribution import METHODS, MODEL_SPECS
 
     p = subparsers.add_parser("attribute", help="attribution map of one image (Captum) as an overlay PNG",
@@ -32,6 +32,7 @@ def add_attribute_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="output PNG (default: <image stem>_<method>.png in the current directory)")
     p.add_argument("--runs-dir", default=None, help="run store for run:RUN_ID (default: $RESNET_LAB_RUNS or runs/)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, mps")
+    p.set_defaults(subcommand=run)
     return p
 
 
@@ -51,8 +52,8 @@ def _settings(method: str, steps: int | None) -> dict | None:
 
 def _attribute(args) -> dict:
     from resnet_core.attribution import (METHODS, AttributionError, attribute, load_model, overlay, png_bytes, predict)
-    from resnet_core.images import load_image, model_view, normalize_image
-    from resnet_core.train import resolve_device
+    from resnet_core.data.images import load_image, model_view, normalize_image
+    from resnet_core.device import resolve_device
 
     if not 0.0 <= args.alpha <= 1.0:
         raise AttributionError(f"--alpha must be from 0 to 1; got {args.alpha}")
@@ -63,7 +64,7 @@ def _attribute(args) -> dict:
     if not out.parent.is_dir():
         raise AttributionError(f"the output directory {out.parent} does not exist")
     img = load_image(args.image)  # before the model: a bad picture fails fast
-    from resnet_core.community import ensure_with_bar, is_community
+    from resnet_core.nets.community import ensure_with_bar, is_community
 
     if is_community(args.model):  # downloaded on first use, with a bar on stderr
         ensure_with_bar(args.model)
@@ -90,13 +91,13 @@ def _attribute(args) -> dict:
             "out": str(out), "model": loaded.source}
 
 
-def run_attribute(args) -> int:
+def run(args) -> int:
     from resnet_core.attribution import AttributionError
-    from resnet_core.checkpoints import CheckpointError
-    from resnet_core.cli import one_line_errors
+    from resnet_core.nets.checkpoints import CheckpointError
+    from resnet_core.cli.common import one_line_errors
     from resnet_core.config import ConfigError
-    from resnet_core.imagenet import ModelError
-    from resnet_core.images import ImageError
+    from resnet_core.nets.imagenet import ModelError
+    from resnet_core.data.images import ImageError
 
     def work() -> int:
         result = _attribute(args)
@@ -111,13 +112,7 @@ def run_attribute(args) -> int:
     return one_line_errors(work, (ImageError, CheckpointError, ModelError, AttributionError, ConfigError))
 
 
-if __name__ == "__main__":  # python -m resnet_core.attribute_cli ..., the same as the attribute command
-    class _OneLineParser(argparse.ArgumentParser):
-        def error(self, message):
-            print(f"error: {message} (see --help)", file=sys.stderr)
-            sys.exit(2)
+if __name__ == "__main__":  # python -m resnet_core.cli.attribute ..., the same as the attribute command
+    from resnet_core.cli.main import main
 
-    parser = _OneLineParser(prog="python -m resnet_core.attribute_cli")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_OneLineParser)
-    add_attribute_parser(sub)
-    sys.exit(run_attribute(parser.parse_args(["attribute", *sys.argv[1:]])))
+    sys.exit(main(["attribute", *sys.argv[1:]]))

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from resnet_core.config import ModelConfig, RunConfig
 
-EVAL_IMAGES_PER_BATCH = 256   # resnet_core.train.evaluate's batch
+EVAL_IMAGES_PER_BATCH = 256   # resnet_core.training.loop.evaluate's batch
 CALIBRATION_VERSION = 3
 
 
@@ -133,7 +133,8 @@ def cache_path(device: str = "cpu") -> Path:
 def calibration_configs(device: str = "cpu") -> list[RunConfig]:
     """The nets the estimates are mostly asked about: the default Start's and the quick presets'
     shallowest and deepest (their step costs span the fixed, per-layer and per-GMAC terms)."""
-    from resnet_core.presets import build_fig6, preset_base, scale_config
+    from resnet_core.experiments.presets import build_fig6
+    from resnet_core.experiments.scales import preset_base, scale_config
 
     start = scale_config("quick", device=device)
     fig6 = build_fig6(preset_base("quick", device=device))
@@ -146,7 +147,7 @@ def time_steps(cfg: RunConfig, threads: int, steps: int = 8, warmup: int = 2) ->
     import torch
 
     from resnet_core.data import load_dataset
-    from resnet_core.train import train
+    from resnet_core.training.loop import train
 
     every = max(1, cfg.train.log_every)   # the trainer reports (and probes) steps 1, 1 + every, ...
     total = 1 + every * max(6, math.ceil((warmup + steps) / every))
@@ -185,7 +186,7 @@ def run_overhead(cal: "Calibration", cfg: RunConfig, threads: int) -> tuple[floa
     import torch
 
     from resnet_core.data import load_dataset
-    from resnet_core.runs import RunStore, execute_run
+    from resnet_core.training.runs import RunStore, execute_run
 
     data = dataclasses.replace(cfg.data, n_train=max(2 * cfg.train.batch_size, 10), n_test=max(cfg.train.batch_size, 10))
     steps = 6
@@ -331,7 +332,6 @@ def schedule_seconds(cal: Calibration, cfgs: list[RunConfig], parallel: int, *,
     runs ``ahead`` (config, steps already done: those training or queued now). On a CPU the cores are
     divided between the runs training at each moment (a run alone gets them all), as the dashboard's
     run manager does; on a GPU runs side by side each take a step as if alone."""
-    from resnet_core.presets import longest_first
 
     cores = cal.machine.get("cores", os.cpu_count() or 1) if cal.device == "cpu" else 1
     ahead = ahead or []
@@ -363,3 +363,54 @@ def schedule_seconds(cal: Calibration, cfgs: list[RunConfig], parallel: int, *,
                 if i in mine:
                     finished = t
     return finished
+
+
+
+def forward_macs(model: ModelConfig, image_size: int) -> int:
+    """Multiply-adds of one image's forward pass, from the config (no model is built)."""
+    return config_macs(model, image_size)
+
+
+def longest_first(cfgs: list[RunConfig], device_type: str = "cpu") -> list[int]:
+    """Indices of ``cfgs`` in the order to start them when several train at once: the longest first
+    (Graham's LPT rule), so the last run to start is a short one and no core idles at the end. For the
+    quick Degradation preset on two cores (at 1,300 steps) this was ~155 s instead of ~198 s in the
+    preset's own order (plain-20, plain-56, ResNet-20, ResNet-56), where ResNet-56 started last and
+    ran alone. The order needs relative costs only: this machine's calibrated step cost when there is
+    one, else the work (weight layers and multiply-adds) per step."""
+    cal = load_calibration(device_type)
+
+    def per_step(c: RunConfig) -> float:
+        return cal.step_seconds(c, 1) if cal is not None else weight_layers(c.model) * 1e-3 + step_gmacs(c)
+
+    cost = [per_step(c) * (c.train.steps if c.train.steps is not None else c.train.epochs) for c in cfgs]
+    return sorted(range(len(cfgs)), key=lambda i: -cost[i])
+
+
+def runs_at_once() -> int:
+    """How many runs the dashboard trains at once (RESNET_LAB_MAX_RUNS, default 2)."""
+    try:
+        return max(1, int(os.environ.get("RESNET_LAB_MAX_RUNS", "2")))
+    except ValueError:
+        return 2
+
+
+def estimate_seconds(cfgs: list[RunConfig], device: str = "auto", parallel: int | None = None,
+                     n_train: int | None = None, n_test: int | None = None,
+                     ahead: list[tuple[RunConfig, int]] | None = None) -> float | None:
+    """Expected wall time of training ``cfgs``, ``parallel`` at a time (default: as the dashboard does,
+    ``runs_at_once()``), on ``device``, behind the runs ``ahead`` (config, steps done), from this
+    machine's calibrated step costs (resnet_core/experiments/costmodel.py). None while this machine and device
+    have not been measured yet: no figure is better than one from another machine."""
+    from resnet_core.device import resolve_device
+
+    if not cfgs:
+        return 0.0
+    try:
+        kind = resolve_device(device).type
+    except RuntimeError:
+        kind = "cpu"
+    cal = load_calibration(kind)
+    if cal is None:
+        return None
+    return schedule_seconds(cal, cfgs, parallel or runs_at_once(), ahead=ahead, n_train=n_train, n_test=n_test)

@@ -3,7 +3,7 @@
 ``panels(result)`` turns a result dict into a list of chart panels (lines or a heat map, with axis names
 and log scales); ``write_html`` draws them with Plotly (interactive, one file), ``write_png`` with
 matplotlib when it is installed, else with Pillow (lines only, plainer). The dashboard draws its own,
-richer figures from the same result dicts (dashboard/analysis_charts.py); the core does not import it.
+richer figures from the same result dicts (resnet_core/figures/analysis.py); the core does not import it.
 """
 from __future__ import annotations
 
@@ -133,12 +133,10 @@ def _finite(xs, ys, logx, logy):
 
 def write_png(result: dict, path: Path) -> Path:
     ps = panels(result)
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return _write_png_pillow(ps, path)
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     fig, axes = plt.subplots(len(ps), 1, figsize=(8, 3.6 * len(ps)), squeeze=False)
     for ax, p in zip(axes[:, 0], ps):
         if p["kind"] == "heatmap":
@@ -160,36 +158,4 @@ def write_png(result: dict, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
-    return path
-
-
-def _write_png_pillow(ps: list[dict], path: Path) -> Path:
-    """Lines on plain axes (no matplotlib): each panel 800x300, its title above, log scales applied."""
-    from PIL import Image, ImageDraw
-
-    colours = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75)]
-    w, h, m = 800, 300, 50
-    img = Image.new("RGB", (w, h * len(ps)), "white")
-    draw = ImageDraw.Draw(img)
-    for i, p in enumerate(ps):
-        top = i * h
-        draw.text((m, top + 8), p["title"], fill="black")
-        draw.rectangle([m, top + 30, w - 20, top + h - 30], outline="black")
-        if p["kind"] != "line":
-            continue
-        tx = (lambda v: math.log10(v)) if p["logx"] else (lambda v: v)
-        ty = (lambda v: math.log10(v)) if p["logy"] else (lambda v: v)
-        pts_all = [(tx(x), ty(y)) for s in p["series"] for x, y in zip(*_finite(s["x"], s["y"], p["logx"], p["logy"]))]
-        if not pts_all:
-            continue
-        x0, x1 = min(q[0] for q in pts_all), max(q[0] for q in pts_all)
-        y0, y1 = min(q[1] for q in pts_all), max(q[1] for q in pts_all)
-        sx = (w - 20 - m) / ((x1 - x0) or 1)
-        sy = (h - 60) / ((y1 - y0) or 1)
-        for j, s in enumerate(p["series"]):
-            xs, ys = _finite(s["x"], s["y"], p["logx"], p["logy"])
-            pts = [(m + (tx(x) - x0) * sx, top + h - 30 - (ty(y) - y0) * sy) for x, y in zip(xs, ys)]
-            if len(pts) > 1:
-                draw.line(pts, fill=colours[j % len(colours)], width=2)
-    img.save(path)
     return path

@@ -7,7 +7,7 @@ rate, throughput, probes), ``eval`` (test loss/accuracy), ``features`` (feature 
 image), ``checkpoint`` (carries the live model; the subscriber saves it), and the function returns a
 ``TrainResult`` whose status is finished, stopped or diverged.
 
-Under torchrun, ``dist`` (resnet_core/distributed.py) makes the same loop data-parallel: the model
+Under torchrun, ``dist`` (resnet_core/training/distributed.py) makes the same loop data-parallel: the model
 runs inside DistributedDataParallel, the loader yields this rank's shard of the global batch, the
 logged loss/accuracy and the test evaluation are all-reduced, and the ranks agree on stopping each
 step. ``resume`` (``checkpoints.load_train_state``) continues a run from its checkpoint's step.
@@ -25,30 +25,15 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from resnet_core.config import RunConfig, TrainConfig
+from resnet_core.device import MODEL_INIT_LOCK, resolve_device
 from resnet_core.data import BatchLoader, Dataset, iter_test_batches, load_dataset
-from resnet_core.distributed import DistContext, inject_failure, injected_failure_step
+from resnet_core.training.distributed import DistContext, inject_failure, injected_failure_step
 from resnet_core import memory
-from resnet_core.models import CifarResNet, build_model, count_params, legacy_preact_stem
-from resnet_core.probes import feature_maps, probe_layout, probes
+from resnet_core.nets.models import CifarResNet, build_model, count_params, legacy_preact_stem
+from resnet_core.training.probes import feature_maps, probe_layout, probes
 
 Event = dict
-_MODEL_INIT_LOCK = threading.Lock()  # see train(): seeding + weight init is one atomic step
 OnEvent = Callable[[Event], None]
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device cuda was asked for but no CUDA GPU is available; use --device cpu or auto")
-    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise RuntimeError("device mps was asked for but MPS is not available; use --device cpu or auto")
-    return dev
 
 
 def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
@@ -132,7 +117,7 @@ def train(cfg: RunConfig, on_event: OnEvent | None = None, stop: threading.Event
     # The global RNG is process-wide: the dashboard trains several runs in threads of one process, so
     # seeding and drawing the initial weights happen under a lock, or two runs starting together
     # would interleave their draws and neither init would match the same seed's CLI run.
-    with _MODEL_INIT_LOCK:
+    with MODEL_INIT_LOCK:
         torch.manual_seed(tc.seed)
         if model is None:  # a pre-activation run saved before the stem's BN resumes in its own layout
             model = build_model(cfg.model, resume is not None and legacy_preact_stem(cfg.model, resume["model"]))

@@ -24,9 +24,9 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative, sample_colorscale
 from plotly.subplots import make_subplots
 
-from resnet_core.curves import ema
+from resnet_core.experiments.curves import ema
 
-from dashboard.series import RunSeries
+from resnet_core.training.series import RunSeries
 
 MAX_POINTS = 400        # points per curve after decimation
 MAX_HEATMAP_COLS = 160  # step columns of a heatmap after decimation

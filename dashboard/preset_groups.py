@@ -1,5 +1,5 @@
 """The papers' experiments as the pages use them. The presets themselves (which runs at which scale,
-what to look for, the verdict) are defined once in the core, ``resnet_core.presets``, which
+what to look for, the verdict) are defined once in the core, ``resnet_core.experiments.presets``, which
 ``python -m resnet_core reproduce`` runs too; here they meet the run store: a preset's runs share a
 ``group`` in their config, and a group whose runs have all ended gets the core's verdict.
 No Streamlit here (tests/unit/test_worker.py checks it).
@@ -10,9 +10,11 @@ import functools
 import json
 from dataclasses import dataclass
 
-from resnet_core import presets as core
+from resnet_core.experiments import presets as core
+from resnet_core.experiments import costmodel
+from resnet_core.experiments import verdicts
 from resnet_core.config import ConfigError, RunConfig
-from resnet_core.runs import ACTIVE, RunInfo, RunStore
+from resnet_core.training.runs import ACTIVE, RunInfo, RunStore
 
 PRESETS = core.PRESETS
 
@@ -53,7 +55,7 @@ def group_title(group: str, runs: list[RunInfo]) -> str:
 def _summary(root: str, run_id: str, mtime_ns: int, size: int, config_json: str) -> dict:
     # Keyed by the metrics file's time and size: an ended run is read once, not on every redraw.
     cfg = RunConfig.from_dict(json.loads(config_json))
-    return core.run_summary(cfg, RunStore(root).read_metrics(run_id))
+    return verdicts.run_summary(cfg, RunStore(root).read_metrics(run_id))
 
 
 def run_summary(info: RunInfo) -> dict | None:
@@ -95,7 +97,7 @@ def expected_duration(cfgs: list[RunConfig], device: str = "auto",
                       ahead: list[tuple[RunConfig, int]] | None = None) -> str:
     """The core's estimate of how long these runs take here (behind the runs ``ahead``, training or
     queued now), as a person reads it; "not measured yet" until this machine's calibration exists."""
-    seconds = core.estimate_seconds(cfgs, device, ahead=ahead)
+    seconds = costmodel.estimate_seconds(cfgs, device, ahead=ahead)
     if seconds is None:
         return "not estimated yet (timing a few training steps on this machine)"
     return "estimated " + duration_text(seconds) + (" after the runs ahead of it" if ahead else "")
@@ -103,8 +105,8 @@ def expected_duration(cfgs: list[RunConfig], device: str = "auto",
 
 def estimate_basis(device: str = "auto") -> str:
     """Where the page's durations come from, in one line."""
-    from resnet_core.costmodel import load_calibration
-    from resnet_core.train import resolve_device
+    from resnet_core.experiments.costmodel import load_calibration
+    from resnet_core.device import resolve_device
 
     try:
         kind = resolve_device(device).type

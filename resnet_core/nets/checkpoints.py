@@ -20,8 +20,8 @@ import torch
 from resnet_core import memory
 from resnet_core.config import ConfigError, ModelConfig
 from resnet_core.files import NotARegularFile, read_regular
-from resnet_core.data_consts import CIFAR10_CLASSES, IMAGENET_MEAN, IMAGENET_STD
-from resnet_core.models import CifarResNet, build_model, legacy_preact_stem
+from resnet_core.data.consts import CIFAR10_CLASSES, IMAGENET_MEAN, IMAGENET_STD
+from resnet_core.nets.models import CifarResNet, build_model, legacy_preact_stem
 
 FORMAT = "resnet-lab/1"
 

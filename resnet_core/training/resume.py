@@ -20,9 +20,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from resnet_core.checkpoints import CheckpointError, load_train_state
+from resnet_core.nets.checkpoints import CheckpointError, load_train_state
 from resnet_core.config import ConfigError, RunConfig
-from resnet_core.runs import STEP_CKPT, RunLock, RunStore, RunWriter, validate_run_id
+from resnet_core.training.runs import STEP_CKPT, RunLock, RunStore, RunWriter, validate_run_id
 
 RESUMABLE = ("stopped", "interrupted", "failed")
 STOP_FILE = "STOP"

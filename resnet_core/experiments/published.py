@@ -61,7 +61,7 @@ PAPER_FIG6_PLAIN: dict[int, Published] = {d: Published(None, _FIG6, _FIG6_SAYS) 
 PAPER_RESNET1202_TRAIN_ERROR_BELOW = 0.1
 
 # The community checkpoints (akamaster/pytorch_resnet_cifar10, pretrained_models/): the README's test
-# errors of the very files ``resnet_core.community`` downloads.
+# errors of the very files ``resnet_core.nets.community`` downloads.
 COMMUNITY: dict[int, Published] = {
     20: Published(8.27, AKAMASTER),
     32: Published(7.37, AKAMASTER),

@@ -24,8 +24,8 @@ import torch
 import torch.nn as nn
 from torchvision.models import resnet as tv_resnet
 
-from resnet_core.checkpoints import LoadedModel
-from resnet_core.models import FeatureInfo
+from resnet_core.nets.checkpoints import LoadedModel
+from resnet_core.nets.models import FeatureInfo
 
 ARCHS = {
     "resnet18": (tv_resnet.resnet18, tv_resnet.ResNet18_Weights.IMAGENET1K_V1, "ResNet-18"),

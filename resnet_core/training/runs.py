@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from resnet_core.checkpoints import save_checkpoint
+from resnet_core.nets.checkpoints import save_checkpoint
 from resnet_core.config import ConfigError, RunConfig
 
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -242,7 +242,7 @@ class RunWriter:
             return
         if kind == "checkpoint":
             ckpt = self.path / "checkpoints" / ("last.pt" if event["final"] else f"step_{event['step']:08d}.pt")
-            # With the optimizer and loader state the checkpoint can be resumed (resnet_core/resume.py).
+            # With the optimizer and loader state the checkpoint can be resumed (resnet_core/training/resume.py).
             train_state = ({"optimizer": event["optimizer"].state_dict(), "loader": event["loader"].state_dict()}
                            if "optimizer" in event and "loader" in event else None)
             self._check_disk(event["model"], train_state is not None)
@@ -420,7 +420,7 @@ def execute_run(writer: RunWriter, stop: threading.Event | None = None, pause: t
     is recorded as status ``failed`` with the error, and every metric written so far is kept.
     ``train_options`` (``dist``, ``resume``) go to ``train``."""
     from resnet_core.data import load_dataset
-    from resnet_core.train import train
+    from resnet_core.training.loop import train
 
     def both(event):
         writer(event)

@@ -22,8 +22,8 @@ import threading
 from pathlib import Path
 
 from resnet_core.config import ConfigError, DistributedConfig, RunConfig
-from resnet_core.distributed import DistContext, launch_from_env
-from resnet_core.resume import STOP_FILE, ResumePlan, locate_run, plan_resume, reopen
+from resnet_core.training.distributed import DistContext, launch_from_env
+from resnet_core.training.resume import STOP_FILE, ResumePlan, locate_run, plan_resume, reopen
 
 
 def add_launch_flags(p: argparse.ArgumentParser) -> None:
@@ -121,8 +121,8 @@ def run_training(cfg: RunConfig, ds, runs_dir=None, on_event=None, plan: ResumeP
 
 def _run(cfg: RunConfig, ds, runs_dir, on_event, plan: ResumePlan | None, dist: DistContext | None,
          stop: StopRequest) -> int:
-    from resnet_core.runs import RunStore, execute_run
-    from resnet_core.train import train
+    from resnet_core.training.runs import RunStore, execute_run
+    from resnet_core.training.loop import train
 
     resume_state = plan.state if plan is not None else None
 
@@ -180,8 +180,8 @@ def run_saved(a, on_event=None) -> int:
         # have reopened it as running. The checkpoint cannot change before every rank has read it
         # (the next one comes after a step all ranks take).
         # The same choice as rank 0's plan_resume: the newest intact checkpoint.
-        from resnet_core.checkpoints import CheckpointError, load_train_state
-        from resnet_core.resume import checkpoint_candidates
+        from resnet_core.nets.checkpoints import CheckpointError, load_train_state
+        from resnet_core.training.resume import checkpoint_candidates
 
         state = None
         for ckpt in checkpoint_candidates(store.root / run_id):

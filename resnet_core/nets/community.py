@@ -19,9 +19,9 @@ from pathlib import Path
 
 import torch
 
-from resnet_core.checkpoints import CheckpointError
+from resnet_core.nets.checkpoints import CheckpointError
 from resnet_core.download import Progress
-from resnet_core.published import COMMUNITY, PAPER_TABLE6, Published
+from resnet_core.experiments.published import COMMUNITY, PAPER_TABLE6, Published
 
 PREFIX = "cifar10:"
 BASE_URL_ENV = "RESNET_LAB_WEIGHTS_URL"
@@ -147,7 +147,7 @@ def ensure_with_bar(name: str, enabled: bool = True) -> Path:
 
 def load(name: str, progress: Progress | None = None):
     """The ``LoadedModel`` of a community checkpoint, its published and paper errors in ``meta``."""
-    from resnet_core.checkpoints import load_checkpoint
+    from resnet_core.nets.checkpoints import load_checkpoint
 
     ckpt = get(name)
     path = ensure(name, progress)

@@ -14,6 +14,9 @@ import json
 import sys
 from pathlib import Path
 
+from resnet_core.cli.common import (add_data_flags, add_model_flags, add_runs_dir_flag, data_config, model_config,
+                                    one_line_errors)
+
 EXAMPLES = ("python -m resnet_core analyze gradient-flow --depth 56 --depths 8,20,56,110,218,434,1202 --out out/ ; "
             "python -m resnet_core analyze lesion --checkpoint cifar10:resnet56 --dataset cifar10 --data-dir data "
             "--images 1000")
@@ -32,9 +35,8 @@ SETTING_FLAGS = {
 }
 
 
-def add_analyze_parser(subparsers) -> argparse.ArgumentParser:
+def add_parser(subparsers) -> argparse.ArgumentParser:
     from resnet_core.analysis import ANALYSES
-    from resnet_core.cli import _add_data_flags, _add_model_flags, _runs_dir
 
     p = subparsers.add_parser("analyze", help="why residual nets work: gradient flow, shattering, paths, "
                               "lesions, loss landscapes", description=f"Examples: {EXAMPLES}")
@@ -44,8 +46,8 @@ def add_analyze_parser(subparsers) -> argparse.ArgumentParser:
     src.add_argument("--checkpoint", default=None,
                      help="a .pt from runs/<id>/checkpoints, an akamaster .th file, or a community CIFAR-10 net by "
                           "name, downloaded on first use: cifar10:resnet20, 32, 44, 56, 110 or 1202")
-    _add_model_flags(p)
-    _add_data_flags(p, default=None)
+    add_model_flags(p)
+    add_data_flags(p, default=None)
     g = p.add_argument_group("settings")
     for flag, (_, typ, help_text) in SETTING_FLAGS.items():
         if typ is None:
@@ -62,7 +64,8 @@ def add_analyze_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--no-cache", action="store_true", help="recompute even if the run's directory holds the result")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--estimate", action="store_true", help="print the cost estimate only")
-    _runs_dir(p)
+    add_runs_dir_flag(p)
+    p.set_defaults(subcommand=run)
     return p
 
 
@@ -99,21 +102,19 @@ def _settings(a, analysis) -> dict:
 
 def _source(a):
     from resnet_core.analysis import AnalysisError, ModelSource
-    from resnet_core.cli import _model_cfg
 
     if a.run and a.checkpoint:
         raise AnalysisError("give --run or --checkpoint, not both")
     if a.run:
         return ModelSource(run_id=a.run)
     if a.checkpoint:
-        from resnet_core import community
-
+        from resnet_core.nets import community
         if community.is_community(a.checkpoint):  # downloaded on first use, with a bar on stderr
             return ModelSource(checkpoint=str(community.ensure_with_bar(a.checkpoint, not a.quiet)))
         if not Path(a.checkpoint).is_file():
             raise AnalysisError(f"checkpoint not found: {a.checkpoint}")
         return ModelSource(checkpoint=a.checkpoint)
-    return ModelSource(config=_model_cfg(a))
+    return ModelSource(config=model_config(a))
 
 
 class _Bar:
@@ -140,15 +141,14 @@ class _Bar:
 
 def _analyze(a) -> dict:
     from resnet_core.analysis import AnalysisError, estimate_cost, get_analysis, run_analysis
-    from resnet_core.analysis.figures import write_html, write_png
+    from resnet_core.figures.analysis_export import write_html, write_png
 
     analysis = get_analysis(a.analysis)
     source = _source(a)
     data = None
     if a.dataset is not None:
-        from resnet_core.cli import _data_cfg
 
-        data = _data_cfg(a)
+        data = data_config(a)
     settings = _settings(a, analysis)
     if a.paper:
         settings = {**(analysis.paper or {}), **settings}
@@ -175,10 +175,9 @@ def _analyze(a) -> dict:
     return result
 
 
-def run_analyze(args) -> int:
+def run(args) -> int:
     from resnet_core.analysis import AnalysisError, Cancelled
-    from resnet_core.checkpoints import CheckpointError
-    from resnet_core.cli import one_line_errors
+    from resnet_core.nets.checkpoints import CheckpointError
     from resnet_core.config import ConfigError
     from resnet_core.data import DataError
 

@@ -1,0 +1,1 @@
+"""The networks: plain and residual CIFAR ResNets, their checkpoints, ImageNet and community CIFAR-10 weights."""
