@@ -2,8 +2,9 @@
 
     python bench/default_start.py [--scale quick] [--device cpu] [--rounds 1]
 
-Trains ``presets.scale_config(scale)`` exactly as the dashboard's Start does (the data set already
-loaded and torch warmed up, as the server does at start), and prints, from the run's own events, the
+Trains ``scales.scale_config(scale)`` (the default Start's config) by calling ``train()`` in this
+process, with the data set already loaded and torch warmed up, as the dashboard's warm training process
+has them (bench/dashboard_vs_cli.py times the real page, click to end). Prints, from the run's own events, the
 wall time from Start to: the first step, the training loss (EMA 0.6, as the page's default
 smoothing draws it) first 0.1 below its first value, and each test evaluation with its accuracy.
 Targets (issue 8): the loss visibly falls within 10 s; test accuracy >= 80% within 60 s.

@@ -23,7 +23,9 @@ the charts; no claim of chaos is made for a net shallower than 56 layers or resi
 Every grid point is a forward pass of the whole subset: ``torch.func.functional_call`` evaluates the net
 with the shifted weights without touching the model, and ``vmap`` over stacked weights evaluates several
 grid points in one batched pass. Which is faster depends on the device: bench/analysis_speed.py measures
-both side by side and ``method: "auto"`` picks the one measured faster there (see ``AUTO_METHOD``).
+both side by side, and ``method: "auto"`` takes a fixed choice per device type (``AUTO_METHOD``: the
+loop on a CPU, where that bench found it faster on a quiet machine; vmap on CUDA, not yet measured).
+It is not timed at run time.
 """
 from __future__ import annotations
 
