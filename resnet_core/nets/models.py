@@ -90,27 +90,31 @@ class _Block(nn.Module):
             nn.init.zeros_(last.weight)
 
 
+def _branch(convs: list[tuple[int, int, int, int]], preact: bool, batchnorm: bool) -> nn.Sequential:
+    """A residual branch from its convolutions ``(in, out, kernel, stride)``, named as torchvision names
+    them (conv1, bn1, relu1, ...): post-activation conv-BN-ReLU with no ReLU after the last BN (it comes
+    after the addition); pre-activation BN-ReLU-conv (He et al. 2016, Fig. 4e)."""
+    branch = nn.Sequential()
+    for i, (cin, cout, k, stride) in enumerate(convs, start=1):
+        if preact:
+            branch.add_module(f"bn{i}", _norm(cin, batchnorm))
+            branch.add_module(f"relu{i}", nn.ReLU())
+            branch.add_module(f"conv{i}", _conv(cin, cout, k, stride, batchnorm))
+        else:
+            branch.add_module(f"conv{i}", _conv(cin, cout, k, stride, batchnorm))
+            branch.add_module(f"bn{i}", _norm(cout, batchnorm))
+            if i < len(convs):
+                branch.add_module(f"relu{i}", nn.ReLU())
+    return branch
+
+
 class BasicBlock(_Block):
     expansion = 1
 
     def __init__(self, cin: int, planes: int, stride: int, *, residual: bool, shortcut: str,
                  preact: bool, batchnorm: bool):
         cout = planes * self.expansion
-        if preact:
-            branch = nn.Sequential()
-            branch.add_module("bn1", _norm(cin, batchnorm))
-            branch.add_module("relu1", nn.ReLU())
-            branch.add_module("conv1", _conv(cin, planes, 3, stride, batchnorm))
-            branch.add_module("bn2", _norm(planes, batchnorm))
-            branch.add_module("relu2", nn.ReLU())
-            branch.add_module("conv2", _conv(planes, cout, 3, 1, batchnorm))
-        else:
-            branch = nn.Sequential()
-            branch.add_module("conv1", _conv(cin, planes, 3, stride, batchnorm))
-            branch.add_module("bn1", _norm(planes, batchnorm))
-            branch.add_module("relu1", nn.ReLU())
-            branch.add_module("conv2", _conv(planes, cout, 3, 1, batchnorm))
-            branch.add_module("bn2", _norm(cout, batchnorm))
+        branch = _branch([(cin, planes, 3, stride), (planes, cout, 3, 1)], preact, batchnorm)
         sc = make_shortcut(cin, cout, stride, shortcut, batchnorm) if residual else None
         super().__init__(branch, sc, preact)
 
@@ -121,26 +125,8 @@ class Bottleneck(_Block):
     def __init__(self, cin: int, planes: int, stride: int, *, residual: bool, shortcut: str,
                  preact: bool, batchnorm: bool):
         cout = planes * self.expansion
-        branch = nn.Sequential()
-        if preact:
-            branch.add_module("bn1", _norm(cin, batchnorm))
-            branch.add_module("relu1", nn.ReLU())
-            branch.add_module("conv1", _conv(cin, planes, 1, 1, batchnorm))
-            branch.add_module("bn2", _norm(planes, batchnorm))
-            branch.add_module("relu2", nn.ReLU())
-            branch.add_module("conv2", _conv(planes, planes, 3, stride, batchnorm))
-            branch.add_module("bn3", _norm(planes, batchnorm))
-            branch.add_module("relu3", nn.ReLU())
-            branch.add_module("conv3", _conv(planes, cout, 1, 1, batchnorm))
-        else:
-            branch.add_module("conv1", _conv(cin, planes, 1, 1, batchnorm))
-            branch.add_module("bn1", _norm(planes, batchnorm))
-            branch.add_module("relu1", nn.ReLU())
-            branch.add_module("conv2", _conv(planes, planes, 3, stride, batchnorm))
-            branch.add_module("bn2", _norm(planes, batchnorm))
-            branch.add_module("relu2", nn.ReLU())
-            branch.add_module("conv3", _conv(planes, cout, 1, 1, batchnorm))
-            branch.add_module("bn3", _norm(cout, batchnorm))
+        branch = _branch([(cin, planes, 1, 1), (planes, planes, 3, stride), (planes, cout, 1, 1)], preact,
+                         batchnorm)
         sc = make_shortcut(cin, cout, stride, shortcut, batchnorm) if residual else None
         super().__init__(branch, sc, preact)
 
