@@ -32,7 +32,7 @@ from pathlib import Path
 from resnet_core.config import ModelConfig, RunConfig
 
 EVAL_IMAGES_PER_BATCH = 256   # resnet_core.training.loop.evaluate's batch
-CALIBRATION_VERSION = 3
+CALIBRATION_VERSION = 4
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -131,14 +131,21 @@ def cache_path(device: str = "cpu") -> Path:
 
 
 def calibration_configs(device: str = "cpu") -> list[RunConfig]:
-    """The nets the estimates are mostly asked about: the default Start's and the quick presets'
-    shallowest and deepest (their step costs span the fixed, per-layer and per-GMAC terms)."""
+    """The nets the estimates are mostly asked about: the default Start's and the Degradation preset's
+    shallowest and deepest (their step costs span the fixed, per-layer and per-GMAC terms), at the quick
+    scale and, on a GPU, at the paper's scale too. On an H200 the quick nets' steps are all kernel
+    launches (a 16x16 ResNet-56 step cost as much as a 32x32 one there), so a per-GMAC term fitted on
+    them alone put the paper's Fig. 6 at 5 hours where it takes about one (README, "The CUDA path")."""
     from resnet_core.experiments.presets import build_fig6
     from resnet_core.experiments.scales import preset_base, scale_config
 
-    start = scale_config("quick", device=device)
-    fig6 = build_fig6(preset_base("quick", device=device))
-    return [start] + [c for c in fig6 if c.model.residual] + [c for c in fig6 if not c.model.residual][:1]
+    scales = ["quick"] if device == "cpu" else ["quick", "paper"]
+    out = []
+    for scale in scales:
+        fig6 = build_fig6(preset_base(scale, device=device))
+        out += ([scale_config(scale, device=device)] + [c for c in fig6 if c.model.residual]
+                + [c for c in fig6 if not c.model.residual][:1])
+    return out
 
 
 def time_steps(cfg: RunConfig, threads: int, steps: int = 8, warmup: int = 2) -> float:
@@ -331,7 +338,9 @@ def schedule_seconds(cal: Calibration, cfgs: list[RunConfig], parallel: int, *,
     """Seconds until every run of ``cfgs`` has finished, trained ``parallel`` at a time behind the
     runs ``ahead`` (config, steps already done: those training or queued now). On a CPU the cores are
     divided between the runs training at each moment (a run alone gets them all), as the dashboard's
-    run manager does; on a GPU runs side by side each take a step as if alone."""
+    run manager does. On a GPU the runs at once share the one device: each steps at its own rate
+    divided by their number. (On an H200, four Fig. 6 runs at once ran at 0.6 of one run's images/s in
+    all: these nets' steps are bound by kernel launches from one host, so sharing is not free.)"""
 
     cores = cal.machine.get("cores", os.cpu_count() or 1) if cal.device == "cpu" else 1
     ahead = ahead or []
@@ -352,7 +361,8 @@ def schedule_seconds(cal: Calibration, cfgs: list[RunConfig], parallel: int, *,
             active[nxt] = pending[nxt][1]
             nxt += 1
         threads = max(1, cores // len(active)) if cal.device == "cpu" else 1
-        rate = {i: 1.0 / cal.step_seconds(pending[i][0], threads) for i in active}   # steps per second
+        share = 1 if cal.device == "cpu" else len(active)
+        rate = {i: 1.0 / (cal.step_seconds(pending[i][0], threads) * share) for i in active}   # steps per second
         i_first = min(active, key=lambda i: active[i] / rate[i])
         dt = active[i_first] / rate[i_first]
         t += dt
