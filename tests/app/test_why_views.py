@@ -60,24 +60,18 @@ def test_interpolate_and_landscape_without_runs_offer_no_start(runs_dir):
         assert not [b for b in at.button if b.key == f"why_{name}_start"]
 
 
-def test_a_missing_analysis_is_one_line_and_its_tab_is_not_drawn():
+def test_a_missing_analysis_is_one_line_and_its_tab_is_not_drawn(runs_dir, monkeypatch):
     """Bug: a tab whose analysis the core lacks would draw its widgets and fail on Start."""
-    def app():
-        import types
+    from resnet_core import analysis
+    from dashboard.views.why.captions import CAPTIONS
 
-        import streamlit as st
-
-        from dashboard.views.why.common import WhyContext, section
-        tab = types.SimpleNamespace(NAME="no-such-analysis", CAPTION="What it shows.",
-                                    tab=lambda ctx: st.write("drawn"))
-        section(WhyContext(None, "runs", "cpu", []), tab)
-
-    at = AppTest.from_function(app, default_timeout=30).run()
+    monkeypatch.delitem(analysis.ANALYSES, "landscape")
+    at = AppTest.from_function(_tab, args=("landscape",), default_timeout=60).run()
     assert not at.exception
-    assert [c.value for c in at.caption] == ["What it shows."]
+    assert [c.value for c in at.caption] == [CAPTIONS["landscape"]]
     assert [i.value for i in at.info] == [
-        "This analysis (`no-such-analysis`) is not available in this version of resnet_core."]
-    assert not at.markdown
+        "This analysis (`landscape`) is not available in this version of resnet_core."]
+    assert not at.button and not at.multiselect
 
 
 def test_run_panel_shows_the_last_result_with_its_exports(runs_dir):

@@ -74,6 +74,13 @@ class Jobs:
                 progress_panel(self.service, self.pending)
 
 
+def pressed_once(label: str, key: str) -> bool:
+    """A check's Run button: True from its first press on (kept in the session as ``key + "_on"``)."""
+    if st.button(label, key=key):
+        st.session_state[f"{key}_on"] = True
+    return bool(st.session_state.get(f"{key}_on"))
+
+
 @st.fragment(run_every=0.5)
 def progress_panel(service: view.AttributionService, keys: list[str]) -> None:
     jobs = [j for j in (service.job(k) for k in keys) if j is not None and j.active]

@@ -5,17 +5,14 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import attribution_view as view
-from dashboard.views.attribution.common import Jobs, Methods, Subject
+from dashboard.views.attribution.common import Jobs, Methods, pressed_once, Subject
 from resnet_core.attribution import METHODS, attribute, deletion_insertion
 
 
 def faithfulness_check(subject: Subject, methods: Methods, jobs: Jobs) -> None:
-    st.caption("Petsiuk et al. 2018: pixels are removed (set to the mean colour) or inserted (into a blurred "
-               "copy) in decreasing attribution order; the target probability is plotted. A random order is "
-               "the reference.")
-    if st.button("Run deletion / insertion", key="attr_run_faith"):
-        st.session_state["attr_faith_on"] = True
-    if not st.session_state.get("attr_faith_on"):
+    st.caption("Petsiuk et al. 2018: pixels are removed (set to the mean colour) or inserted (into a blurred copy) "
+               "in decreasing attribution order; the target probability is plotted. A random order is the reference.")
+    if not pressed_once("Run deletion / insertion", "attr_run_faith"):
         return
     s = subject
     curves, rows = {}, []

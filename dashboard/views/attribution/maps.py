@@ -50,7 +50,8 @@ def one_image(im: dict, models: dict, methods: Methods, jobs: Jobs) -> list[Subj
             pc.dataframe(pd.DataFrame(view.top5_rows(top5)), hide_index=True, width="stretch")
             target = pc.selectbox("Target class", list(range(len(loaded.classes))), index=pred,
                                   key=f"target_{im['key']}_{spec}",
-                                  format_func=lambda i, c=loaded.classes, p=probs: c[i] + (f" ({100 * p[c[i]]:.1f}%)" if c[i] in p else ""))
+                                  format_func=lambda i, c=loaded.classes, p=probs:
+                                  c[i] + (f" ({100 * p[c[i]]:.1f}%)" if c[i] in p else ""))
             prepared.append(Subject(im, spec, loaded, seen, x, target))
             for method in methods.names:
                 layer = methods.layer(loaded, method)
@@ -76,6 +77,7 @@ def one_image(im: dict, models: dict, methods: Methods, jobs: Jobs) -> list[Subj
                 picture = overlay(seen, attr_map, alpha=methods.alpha, signed=METHODS[method].signed)
                 st.image(picture, caption=f"{title} · {loaded.classes[target]} · {seconds:.2f} s", width="stretch")
                 stem = im["name"].rsplit(".", 1)[0].replace(" ", "_").replace("#", "")
-                st.download_button("Download PNG", png_bytes(picture), file_name=f"{stem}_{short_name(spec)}_{method}.png",
-                                   mime="image/png", key=f"dl_{key}")
+                st.download_button("Download PNG", png_bytes(picture),
+                                   file_name=f"{stem}_{short_name(spec)}_{method}.png", mime="image/png",
+                                   key=f"dl_{key}")
     return prepared

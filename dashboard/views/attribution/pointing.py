@@ -5,7 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import attribution_view as view
-from dashboard.views.attribution.common import Jobs, Methods, short_name
+from dashboard.views.attribution.common import Jobs, Methods, pressed_once, short_name
 from resnet_core.attribution import METHODS, shapes_evaluation
 
 
@@ -15,9 +15,7 @@ def pointing_game(models: dict, methods: Methods, jobs: Jobs) -> None:
                "of the image the objects cover. The target is the true class for models trained on the "
                "shapes, else the model's prediction.")
     n_images = st.slider("Test images", 8, 64, 32, 8, key="attr_point_n")
-    if st.button("Run the pointing game", key="attr_run_point"):
-        st.session_state["attr_point_on"] = True
-    if not st.session_state.get("attr_point_on"):
+    if not pressed_once("Run the pointing game", "attr_run_point"):
         return
     rows = []
     for spec, loaded in models.items():

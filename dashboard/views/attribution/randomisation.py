@@ -5,7 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import attribution_view as view
-from dashboard.views.attribution.common import Jobs, Methods, Subject
+from dashboard.views.attribution.common import Jobs, Methods, pressed_once, Subject
 from resnet_core.attribution import METHODS, model_randomisation_check, overlay
 
 
@@ -13,9 +13,7 @@ def randomisation_check(subject: Subject, methods: Methods, jobs: Jobs) -> None:
     st.caption("Adebayo et al. 2018: the top layers (classifier and last stage) are re-initialised and the "
                "map recomputed. A map whose Spearman rank correlation with the original stays above 0.5 "
                "barely depends on what the model learned, and is flagged.")
-    if st.button("Run the randomisation check", key="attr_run_rand"):
-        st.session_state["attr_rand_on"] = True
-    if not st.session_state.get("attr_rand_on"):
+    if not pressed_once("Run the randomisation check", "attr_run_rand"):
         return
     s = subject
     rows = []

@@ -10,6 +10,7 @@ import streamlit as st
 
 from dashboard import analysis_view as view
 from dashboard import downloads
+from dashboard.views.why.captions import CAPTIONS
 from dashboard.widgets import available_devices, cifar_root, plot
 from resnet_core.config import valid_depths
 from resnet_core.training.runs import default_runs_dir
@@ -65,7 +66,7 @@ def images_and_device() -> WhyContext:
 
 def section(ctx: WhyContext, module) -> None:
     """One tab: its caption, then its body, or a line saying the core lacks its analysis."""
-    st.caption(module.CAPTION)
+    st.caption(CAPTIONS[module.NAME])
     if module.NAME not in view.available():
         st.info(f"This analysis (`{module.NAME}`) is not available in this version of resnet_core.")
         return

@@ -10,24 +10,9 @@ from resnet_core.config import INITS, SHORTCUTS, ConfigError, ModelConfig
 
 NAME = "gradient-flow"
 TITLE = "Gradient flow"
-CAPTION = (
-    "Training adjusts every layer by the gradient that reaches it from the loss, passed backwards "
-    "through every layer above it. In a plain net that signal is multiplied by each layer's Jacobian in "
-    "turn: with BN at initialisation it grows by about 1.2x per layer towards the input (Yang et al. "
-    "2019). With identity shortcuts and nothing after the addition (pre-activation), "
-    "∂E/∂x_l = ∂E/∂x_L (1 + ∂ΣF/∂x_l) (He et al. 2016): the \"+1\" carries the gradient between any two "
-    "blocks, and the branches add to it. This runs one forward and one backward pass at initialisation. "
-    "Look for: the gradient per element (RMS; stages differ in size) growing towards the input for every "
-    "net, by orders of magnitude for deep plain nets and by a small factor for residual ones; the fitted "
-    "growth per layer within each stage; the \"+1\" view, where the pre-activation net passes the whole "
-    "gradient through every shortcut and the post-activation net's ReLU after the addition lets only a "
-    "share through; and the branch's energy share (its projection on the gradient; with the shortcut's "
-    "it adds to 1)."
-)
 
 
-def tab(ctx: WhyContext) -> None:
-    name = NAME
+def tab(ctx: WhyContext, name: str = NAME) -> None:
     c1, c2, c3 = st.columns([1, 2, 1])
     arch = c1.radio("Nets", ["both", "residual", "plain"], horizontal=True, key="why_gf_arch")
     depths = c2.multiselect("Depths", ALL_DEPTHS, default=[20, 56, 110], key="why_gf_depths",

@@ -9,17 +9,9 @@ from resnet_core.figures import analysis as charts
 
 NAME = "interpolate"
 TITLE = "1-D interpolation"
-CAPTION = (
-    "Goodfellow et al. 2015: follow the straight line in weight space from the initial weights (α = 0) "
-    "to the trained ones (α = 1) and beyond. A smooth descent without bumps means training had a simple "
-    "road to travel. BN's running statistics move along the line with the weights (the paper's way); "
-    "recomputing them at each α is an option. The line needs the run's own initial weights "
-    "(checkpoints/init.pt): runs trained before runs saved them cannot be interpolated."
-)
 
 
-def tab(ctx: WhyContext) -> None:
-    name = NAME
+def tab(ctx: WhyContext, name: str = NAME) -> None:
     runs = ctx.runs
     if not runs:
         st.info("No stored run has a checkpoint yet: train one on the Train page.")

@@ -9,19 +9,9 @@ from resnet_core.figures import analysis as charts
 
 NAME = "landscape"
 TITLE = "Loss landscape"
-CAPTION = (
-    "Li et al. 2018: the loss around the trained weights along two random directions, each filter of a "
-    "direction scaled to the norm of the matching filter of the weights (so nets of different scale "
-    "compare), drawn as raw-loss contours at levels 0.1 to 10 and as the surface ln(min(loss, 10) + 0.1). "
-    "In the paper plain nets are still nearly convex at 20 layers and turn chaotic, full of ridges and "
-    "holes, from about 56 layers; residual nets keep a wide smooth bowl at every depth. Seeing the chaos "
-    "needs a trained plain-56 (on CIFAR-10). Look for: a plain net and its residual twin side by side "
-    "on one colour scale, and the width of the central basin."
-)
 
 
-def tab(ctx: WhyContext) -> None:
-    name = NAME
+def tab(ctx: WhyContext, name: str = NAME) -> None:
     runs = ctx.runs
     if not runs:
         st.info("No stored run has a checkpoint yet: train a plain net and its residual twin on the Train page "

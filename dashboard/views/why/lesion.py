@@ -11,20 +11,9 @@ from resnet_core.nets import community
 
 NAME = "lesion"
 TITLE = "Lesions"
-CAPTION = (
-    "If a ResNet is an ensemble of paths, deleting one block removes only some of them, and the net "
-    "should survive (Veit et al. 2016): the block is replaced by its shortcut. In a plain net every "
-    "signal goes through every layer, so removing any layer is catastrophic. Look for: the residual "
-    "net's error staying near its base line for most single deletions (downsampling blocks, ▲, hurt "
-    "more), the error rising smoothly, not abruptly, with the number of deleted blocks, and swapping "
-    "random pairs of same-shape blocks costing little (error against Kendall's τ). The decomposition "
-    "tests x_L = x_l + ΣF(x_i) with the branches' own outputs: its residual error is zero only for "
-    "pre-activation nets."
-)
 
 
-def tab(ctx: WhyContext) -> None:
-    name = NAME
+def tab(ctx: WhyContext, name: str = NAME) -> None:
     # Residual runs first (the study's subject), then the community checkpoints, then plain runs.
     ordered = [r for r in ctx.runs if r["residual"]], [r for r in ctx.runs if not r["residual"]]
     options = {f"run:{r['run_id']}": run_choice_label(r) for r in ordered[0]}

@@ -13,20 +13,9 @@ from resnet_core.nets import community
 
 NAME = "paths"
 TITLE = "Paths"
-CAPTION = (
-    "Veit et al. 2016: unrolling x_{i+1} = x_i + F(x_i) over n blocks writes the output as a sum over "
-    "2ⁿ paths, each passing through the branch of some blocks and the shortcut of the others. Path "
-    "lengths follow a Binomial(n, 1/2): most paths are of medium length. Yet the gradient a path carries "
-    "shrinks fast with its length, so the gradient that trains the net comes mostly from short paths. "
-    "Look for: where the third panel (each length's part of ‖g‖², C(n,k)·E‖g_k‖²/‖g‖²) peaks, far left "
-    "of the first panel's peak. The parts add to 1 only if path gradients are orthogonal; their sum is "
-    "given. A few draws on small random training batches show the shape; the paper averages about "
-    "1,000 draws per length."
-)
 
 
-def tab(ctx: WhyContext) -> None:
-    name = NAME
+def tab(ctx: WhyContext, name: str = NAME) -> None:
     c1, c2 = st.columns([1, 3])
     mode = c1.radio("Paths of", ["a net at initialisation", "a trained run", "a community checkpoint"],
                     key="why_pa_mode")
@@ -45,7 +34,8 @@ def tab(ctx: WhyContext) -> None:
         depth = c2.selectbox("Depth (n blocks = (depth - 2) / 2)", ALL_DEPTHS, index=ALL_DEPTHS.index(110),
                              key="why_pa_depth", help="ResNet-110 has 54 blocks, the net of Veit et al.'s Fig. 6.")
         cfg = ModelConfig(depth=depth)
-        requests = [view.Request(name, cfg.name + " (init)", config=cfg.to_dict(), settings=settings, data=ctx.init_data)]
+        requests = [view.Request(name, cfg.name + " (init)", config=cfg.to_dict(), settings=settings,
+                                 data=ctx.init_data)]
     elif mode == "a trained run":
         runs = [r for r in ctx.runs if r["residual"]]
         if not runs:

@@ -11,18 +11,9 @@ from resnet_core.nets import community
 
 NAME = "responses"
 TITLE = "Layer responses (Fig. 7)"
-CAPTION = (
-    "He et al. 2015, Fig. 7: in a trained net, the std of every 3x3 layer's output after BN and before the "
-    "ReLU or the addition, on test images with BN in eval mode. If residual functions are closer to zero "
-    "than unreferenced ones, residual nets respond less than plain nets of the same depth, and deeper "
-    "ResNets less than shallower ones. Look for: the residual run's line below its plain twin's, by "
-    "layer and sorted by magnitude. Pre-activation and bottleneck nets measure what the paper's quantity "
-    "is for them (the result says which)."
-)
 
 
-def tab(ctx: WhyContext) -> None:
-    name = NAME
+def tab(ctx: WhyContext, name: str = NAME) -> None:
     options = {f"run:{r['run_id']}": run_choice_label(r) for r in ctx.runs}
     # The community CIFAR-10 nets by name, each downloaded on first use (a button, then its progress).
     options.update({n: downloads.community_label(n) for n in community.NAMES})

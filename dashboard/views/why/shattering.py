@@ -10,20 +10,9 @@ from resnet_core.config import ModelConfig
 
 NAME = "shattering"
 TITLE = "Shattered gradients"
-CAPTION = (
-    "Balduzzi et al. 2017: walk in a straight line from one image to another and record, at each of the "
-    "inputs on the way, the gradient of one class score with respect to the input. Each pixel's gradient "
-    "is then a signal along the line. In a deep plain net it behaves like white noise (it is "
-    "\"shattered\"): its autocorrelation is gone after one step and its power spectrum is flat, so it "
-    "says little about the neighbourhood. A residual net's behaves like brown noise: correlated over "
-    "many steps, its power falling with frequency. Look for: the plain curves' autocorrelation along the "
-    "line falling to zero at lag 1, the residual curves' staying high, and the spectrum slopes (0 white, "
-    "-2 brown). The correlation across pixels is a second view, not the paper's statistic."
-)
 
 
-def tab(ctx: WhyContext) -> None:
-    name = NAME
+def tab(ctx: WhyContext, name: str = NAME) -> None:
     c1, c2, c3 = st.columns([1, 2, 2])
     arch = c1.radio("Nets", ["both", "residual", "plain"], horizontal=True, key="why_sh_arch")
     depths = c2.multiselect("Depths (at initialisation)", ALL_DEPTHS, default=[20, 56], key="why_sh_depths")
