@@ -30,7 +30,7 @@ from resnet_core.nets.checkpoints import CheckpointError
 from resnet_core.config import ConfigError
 from resnet_core.training.runs import RunStore
 
-from dashboard.jobs import Job, JobService, one_line  # noqa: F401  (Job, one_line: used by the page)
+from dashboard.jobs import Job, JobService, one_line  # noqa: F401  (Job, one_line: used by the Why views)
 
 MAX_RESULTS = 64           # a 2-D landscape result is a few hundred numbers; 64 of anything stay small
 

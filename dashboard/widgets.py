@@ -12,7 +12,8 @@ import torch
 
 from resnet_core.experiments import scales
 from resnet_core import memory
-from resnet_core.config import INITS, MAX_CLASSES, SCHEDULES, ConfigError, DataConfig, RunConfig, valid_depths
+from resnet_core.config import (INITS, MAX_CLASSES, SCHEDULES, ConfigError, DataConfig, ModelConfig, RunConfig,
+                                TrainConfig, valid_depths)
 from resnet_core.data import DataError
 from resnet_core.data import folder_classes as core_folder_classes
 from resnet_core.files import OutsideRoots, browser_path, data_roots
@@ -161,127 +162,11 @@ def run_setup(base: RunConfig | None = None) -> Setup:
     """Draws the sidebar and returns the configuration it describes (or the errors). ``base`` gives
     the defaults a widget shows until it is changed (the chosen scale's default run)."""
     base = base or RunConfig()
-    bm, bd, bt = base.model, base.data, base.train
-    sb = st.sidebar
     errors: dict[str, str] = {}
-    with sb:
-        st.header("Network")
-        kind = st.radio("Kind", ["Residual", "Plain"], index=0 if bm.residual else 1, horizontal=True,
-                        key="model_kind", help="A plain net is the same net without the shortcut additions.")
-        residual = kind == "Residual"
-        block = st.radio("Block", ["basic", "bottleneck"], index=_index(("basic", "bottleneck"), bm.block),
-                         horizontal=True, key="block",
-                         help="basic: two 3x3 convs (depth 6n+2); bottleneck: 1x1-3x3-1x1 (depth 9n+2)")
-        depths = valid_depths(block, MAX_MENU_DEPTH)
-        # One widget per block type: the valid depths differ, and a kept value must stay valid.
-        depth = st.selectbox("Depth (weight layers)", depths,
-                             index=_index(depths, bm.depth, depths.index(20) if 20 in depths else 1),
-                             key=f"depth_{block}",
-                             help="Only depths the architecture allows: 6n+2 for basic, 9n+2 for bottleneck blocks.")
-        shortcut = st.radio("Shortcut", ["A", "B", "C"], index=_index("ABC", bm.shortcut), horizontal=True,
-                            key="shortcut", disabled=not residual,
-                            help="A: identity, zero-padded where channels grow; B: projection where the shape "
-                                 "changes; C: projections everywhere")
-        preact = st.toggle("Pre-activation (BN-ReLU-conv, 2016)", value=bm.preact, key="preact")
-        batchnorm = st.toggle("BatchNorm", value=bm.batchnorm, key="batchnorm")
-        width = st.select_slider("Width multiplier", WIDTHS, value=bm.width if bm.width in WIDTHS else 1, key="width",
-                                 format_func=lambda w: f"{w:g}",
-                                 help="Stage widths 16/32/64 times this: 0.5 gives 8/16/32 channels, about 4x "
-                                      "fewer multiply-adds than 1")
-        init = st.selectbox("Initialisation", INITS, index=_index(INITS, bm.init), key="init",
-                            help="kaiming: He et al. 2015 (the paper's); xavier; normal: N(0, 0.02)")
-        zero_init = st.toggle("Zero-init last BN of each branch", value=bm.zero_init_last,
-                              key="zero_init_last",
-                              help="Each residual block starts as the identity (Goyal et al. 2017)")
-        model = _build("model", errors, lambda: dataclasses.replace(
-            bm, depth=int(depth), residual=residual, shortcut=shortcut, block=block, preact=preact,
-            batchnorm=batchnorm, width=width, init=init, zero_init_last=zero_init))
-
-        st.header("Data")
-        cifar = cifar_root()
-        names = {"synthetic": "Shapes (embedded, 10 classes)",
-                 "cifar10": f"CIFAR-10 ({cifar})" if cifar else "CIFAR-10 (not downloaded yet)",
-                 "folder": "Image folder"}
-        data_name = st.selectbox("Data set", list(names), index=_index(list(names), bd.name), format_func=names.get,
-                                 key="data_name", help="CIFAR-10 is read from data/cifar-10-batches-py (or "
-                                 "$RESNET_LAB_DATA); when it is not there, a Download button fetches it")
-        # Fields the sidebar does not show (e.g. the synthetic set's seed) keep the base config's values.
-        data_kwargs: dict = {"name": data_name, "path": None}
-        if data_name == "synthetic":
-            data_kwargs["n_train"] = int(st.number_input("Training images", 10, 100_000, bd.n_train, 1000,
-                                                         key="n_train"))
-            data_kwargs["n_test"] = int(st.number_input("Test images", 10, 20_000, bd.n_test, 500, key="n_test"))
-            data_kwargs["large_objects"] = st.toggle(
-                "Large objects", value=bd.large_objects, key="large_objects",
-                help="Shapes of radius 0.75-0.95 of the half-width instead of 0.55-0.8: at 16x16 a shape keeps "
-                     "6-8 pixels of radius, and deep nets leave the initial plateau sooner (the quick presets' set)")
-        elif data_name == "cifar10":
-            data_kwargs.update(path=cifar or str(downloads.cifar_download_root()), download=False)
-            if not cifar:
-                errors["data"] = "CIFAR-10 is not on this machine yet: download it below"
-                downloads.cifar_download("data_cifar_download")
-        else:
-            path = st.text_input("Folder (one sub-folder per class)", key="data_path").strip()
-            data_kwargs["path"] = path or None
-        if data_name != "synthetic":  # a shapes-only option: keep it out of other sets' configs
-            data_kwargs["large_objects"] = False
-        data_kwargs["image_size"] = st.select_slider(
-            "Input size (pixels)", IMAGE_SIDES, value=bd.image_size if bd.image_size in IMAGE_SIDES else 32,
-            key="image_size", format_func=lambda p: f"{p}x{p}",
-            help="Images are resized to this side. 32 is CIFAR's; 16 makes every step about 4x cheaper "
-                 "(the quick scale's choice on a CPU)")
-        data_kwargs["augment"] = st.toggle("Augment (pad 4, crop, flip)", value=bd.augment, key="augment")
-        data = _build("data", errors, lambda: dataclasses.replace(bd, **data_kwargs))
-        folder_classes = None
-        if data is not None and data.name == "folder":
-            folder_classes, problem = check_folder(data.path)
-            if problem:
-                errors["data"] = problem
-                st.error(problem, icon="🚫")
-            else:
-                st.caption(f"{len(folder_classes)} classes: {', '.join(folder_classes[:10])}"
-                           + (" ..." if len(folder_classes) > 10 else ""))
-
-        st.header("Training")
-        unit = st.radio("Length in", ["steps", "epochs"], index=0 if bt.steps is not None else 1,
-                        horizontal=True, key="length_unit")
-        if unit == "steps":
-            steps = int(st.number_input("Steps", 1, 10_000_000, bt.steps or 300, 50, key="steps"))
-            epochs = None
-        else:
-            steps, epochs = None, float(st.number_input("Epochs", 0.0, 10_000.0, float(bt.epochs or 2.0), 0.5,
-                                                        key="epochs"))
-        batch = st.select_slider("Batch size", BATCH_SIZES,
-                                 value=bt.batch_size if bt.batch_size in BATCH_SIZES else 128, key="batch_size")
-        lr = st.number_input("Learning rate", 0.0, 100.0, float(bt.lr), 0.01, format="%.4f", key="lr",
-                             help="SGD with momentum 0.9; the paper uses 0.1 at batch 128")
-        schedule = st.selectbox("Schedule", SCHEDULES, index=_index(SCHEDULES, bt.schedule), key="schedule",
-                                help="step: divide by 10 at 50% and 75% of the run (the paper's)")
-        warmup = int(st.number_input("Warm-up steps", 0, 1_000_000, bt.warmup_steps, 10, key="warmup_steps",
-                                     help="Linear warm-up of the learning rate from a tenth of it over these "
-                                          "first steps: deep nets start more reliably"))
-        seed = int(st.number_input("Seed", 0, 2**31 - 1, bt.seed, 1, key="seed",
-                                   help="Same seed, same batches: twins and presets compare like with like"))
-        with st.expander("Probes and evaluation"):
-            eval_every = int(st.number_input("Evaluate every (steps)", 0, 100_000, bt.eval_every, 10,
-                                             key="eval_every"))
-            features_every = int(st.number_input("Feature maps every (steps)", 0, 100_000, bt.feature_maps_every, 5,
-                                                 key="features_every"))
-            log_every = int(st.number_input(
-                "Record probes every (steps)", 1, 10_000, bt.log_every, 1, key="log_every",
-                help="Loss, accuracy, gradient norms and branch statistics are recorded on these steps; the "
-                     "quick scale records every 5th, so the probes cost little next to a small step"))
-            eval_batches = int(st.number_input(
-                "Test batches per evaluation", 1, 1_000, bt.eval_batches, 1, key="eval_batches",
-                help="Periodic evaluations use this many test batches; the final one uses the whole test set"))
-        devices, found = available_devices()
-        device = st.selectbox("Device", devices, key="device", help="auto picks a GPU when there is one")
-        st.caption(f"auto → {found}")
-        train = _build("train", errors, lambda: dataclasses.replace(
-            bt, steps=steps, epochs=epochs, batch_size=int(batch), lr=float(lr), schedule=schedule,
-            warmup_steps=warmup, seed=seed, device=device, eval_every=eval_every, feature_maps_every=features_every,
-            log_every=log_every, eval_batches=eval_batches))
-
+    with st.sidebar:
+        model = network_section(base.model, errors)
+        data, folder_classes = data_section(base.data, errors)
+        train = training_section(base.train, errors)
     if errors or model is None or data is None or train is None:
         return Setup(None, errors)
     try:
@@ -291,9 +176,138 @@ def run_setup(base: RunConfig | None = None) -> Setup:
         memory.check_training(cfg)   # from the config alone: nothing is built or allocated
         return Setup(cfg)
     except ConfigError as e:   # cross-field checks and the memory budget
-        with sb:
+        with st.sidebar:
             st.error(str(e), icon="🚫")
         return Setup(None, {"run": str(e)})
+
+
+def network_section(bm: ModelConfig, errors: dict) -> ModelConfig | None:
+    """The sidebar's Network section: the model it describes, or None with its error in ``errors``."""
+    st.header("Network")
+    kind = st.radio("Kind", ["Residual", "Plain"], index=0 if bm.residual else 1, horizontal=True,
+                    key="model_kind", help="A plain net is the same net without the shortcut additions.")
+    residual = kind == "Residual"
+    block = st.radio("Block", ["basic", "bottleneck"], index=_index(("basic", "bottleneck"), bm.block),
+                     horizontal=True, key="block",
+                     help="basic: two 3x3 convs (depth 6n+2); bottleneck: 1x1-3x3-1x1 (depth 9n+2)")
+    depths = valid_depths(block, MAX_MENU_DEPTH)
+    # One widget per block type: the valid depths differ, and a kept value must stay valid.
+    depth = st.selectbox("Depth (weight layers)", depths,
+                         index=_index(depths, bm.depth, depths.index(20) if 20 in depths else 1),
+                         key=f"depth_{block}",
+                         help="Only depths the architecture allows: 6n+2 for basic, 9n+2 for bottleneck blocks.")
+    shortcut = st.radio("Shortcut", ["A", "B", "C"], index=_index("ABC", bm.shortcut), horizontal=True,
+                        key="shortcut", disabled=not residual,
+                        help="A: identity, zero-padded where channels grow; B: projection where the shape "
+                             "changes; C: projections everywhere")
+    preact = st.toggle("Pre-activation (BN-ReLU-conv, 2016)", value=bm.preact, key="preact")
+    batchnorm = st.toggle("BatchNorm", value=bm.batchnorm, key="batchnorm")
+    width = st.select_slider("Width multiplier", WIDTHS, value=bm.width if bm.width in WIDTHS else 1, key="width",
+                             format_func=lambda w: f"{w:g}",
+                             help="Stage widths 16/32/64 times this: 0.5 gives 8/16/32 channels, about 4x "
+                                  "fewer multiply-adds than 1")
+    init = st.selectbox("Initialisation", INITS, index=_index(INITS, bm.init), key="init",
+                        help="kaiming: He et al. 2015 (the paper's); xavier; normal: N(0, 0.02)")
+    zero_init = st.toggle("Zero-init last BN of each branch", value=bm.zero_init_last,
+                          key="zero_init_last",
+                          help="Each residual block starts as the identity (Goyal et al. 2017)")
+    return _build("model", errors, lambda: dataclasses.replace(
+        bm, depth=int(depth), residual=residual, shortcut=shortcut, block=block, preact=preact,
+        batchnorm=batchnorm, width=width, init=init, zero_init_last=zero_init))
+
+
+def data_section(bd: DataConfig, errors: dict) -> tuple[DataConfig | None, list[str] | None]:
+    """The sidebar's Data section: (the data set it describes or None, a folder's class names or None);
+    problems go to ``errors``."""
+    st.header("Data")
+    cifar = cifar_root()
+    names = {"synthetic": "Shapes (embedded, 10 classes)",
+             "cifar10": f"CIFAR-10 ({cifar})" if cifar else "CIFAR-10 (not downloaded yet)",
+             "folder": "Image folder"}
+    data_name = st.selectbox("Data set", list(names), index=_index(list(names), bd.name), format_func=names.get,
+                             key="data_name", help="CIFAR-10 is read from data/cifar-10-batches-py (or "
+                             "$RESNET_LAB_DATA); when it is not there, a Download button fetches it")
+    # Fields the sidebar does not show (e.g. the synthetic set's seed) keep the base config's values.
+    data_kwargs: dict = {"name": data_name, "path": None}
+    if data_name == "synthetic":
+        data_kwargs["n_train"] = int(st.number_input("Training images", 10, 100_000, bd.n_train, 1000,
+                                                     key="n_train"))
+        data_kwargs["n_test"] = int(st.number_input("Test images", 10, 20_000, bd.n_test, 500, key="n_test"))
+        data_kwargs["large_objects"] = st.toggle(
+            "Large objects", value=bd.large_objects, key="large_objects",
+            help="Shapes of radius 0.75-0.95 of the half-width instead of 0.55-0.8: at 16x16 a shape keeps "
+                 "6-8 pixels of radius, and deep nets leave the initial plateau sooner (the quick presets' set)")
+    elif data_name == "cifar10":
+        data_kwargs.update(path=cifar or str(downloads.cifar_download_root()), download=False)
+        if not cifar:
+            errors["data"] = "CIFAR-10 is not on this machine yet: download it below"
+            downloads.cifar_download("data_cifar_download")
+    else:
+        path = st.text_input("Folder (one sub-folder per class)", key="data_path").strip()
+        data_kwargs["path"] = path or None
+    if data_name != "synthetic":  # a shapes-only option: keep it out of other sets' configs
+        data_kwargs["large_objects"] = False
+    data_kwargs["image_size"] = st.select_slider(
+        "Input size (pixels)", IMAGE_SIDES, value=bd.image_size if bd.image_size in IMAGE_SIDES else 32,
+        key="image_size", format_func=lambda p: f"{p}x{p}",
+        help="Images are resized to this side. 32 is CIFAR's; 16 makes every step about 4x cheaper "
+             "(the quick scale's choice on a CPU)")
+    data_kwargs["augment"] = st.toggle("Augment (pad 4, crop, flip)", value=bd.augment, key="augment")
+    data = _build("data", errors, lambda: dataclasses.replace(bd, **data_kwargs))
+    folder_classes = None
+    if data is not None and data.name == "folder":
+        folder_classes, problem = check_folder(data.path)
+        if problem:
+            errors["data"] = problem
+            st.error(problem, icon="🚫")
+        else:
+            st.caption(f"{len(folder_classes)} classes: {', '.join(folder_classes[:10])}"
+                       + (" ..." if len(folder_classes) > 10 else ""))
+    return data, folder_classes
+
+
+def training_section(bt: TrainConfig, errors: dict) -> TrainConfig | None:
+    """The sidebar's Training section (length, optimiser, seed, probes, device): the training settings it
+    describes, or None with its error in ``errors``."""
+    st.header("Training")
+    unit = st.radio("Length in", ["steps", "epochs"], index=0 if bt.steps is not None else 1,
+                    horizontal=True, key="length_unit")
+    if unit == "steps":
+        steps = int(st.number_input("Steps", 1, 10_000_000, bt.steps or 300, 50, key="steps"))
+        epochs = None
+    else:
+        steps, epochs = None, float(st.number_input("Epochs", 0.0, 10_000.0, float(bt.epochs or 2.0), 0.5,
+                                                    key="epochs"))
+    batch = st.select_slider("Batch size", BATCH_SIZES,
+                             value=bt.batch_size if bt.batch_size in BATCH_SIZES else 128, key="batch_size")
+    lr = st.number_input("Learning rate", 0.0, 100.0, float(bt.lr), 0.01, format="%.4f", key="lr",
+                         help="SGD with momentum 0.9; the paper uses 0.1 at batch 128")
+    schedule = st.selectbox("Schedule", SCHEDULES, index=_index(SCHEDULES, bt.schedule), key="schedule",
+                            help="step: divide by 10 at 50% and 75% of the run (the paper's)")
+    warmup = int(st.number_input("Warm-up steps", 0, 1_000_000, bt.warmup_steps, 10, key="warmup_steps",
+                                 help="Linear warm-up of the learning rate from a tenth of it over these "
+                                      "first steps: deep nets start more reliably"))
+    seed = int(st.number_input("Seed", 0, 2**31 - 1, bt.seed, 1, key="seed",
+                               help="Same seed, same batches: twins and presets compare like with like"))
+    with st.expander("Probes and evaluation"):
+        eval_every = int(st.number_input("Evaluate every (steps)", 0, 100_000, bt.eval_every, 10,
+                                         key="eval_every"))
+        features_every = int(st.number_input("Feature maps every (steps)", 0, 100_000, bt.feature_maps_every, 5,
+                                             key="features_every"))
+        log_every = int(st.number_input(
+            "Record probes every (steps)", 1, 10_000, bt.log_every, 1, key="log_every",
+            help="Loss, accuracy, gradient norms and branch statistics are recorded on these steps; the "
+                 "quick scale records every 5th, so the probes cost little next to a small step"))
+        eval_batches = int(st.number_input(
+            "Test batches per evaluation", 1, 1_000, bt.eval_batches, 1, key="eval_batches",
+            help="Periodic evaluations use this many test batches; the final one uses the whole test set"))
+    devices, found = available_devices()
+    device = st.selectbox("Device", devices, key="device", help="auto picks a GPU when there is one")
+    st.caption(f"auto → {found}")
+    return _build("train", errors, lambda: dataclasses.replace(
+        bt, steps=steps, epochs=epochs, batch_size=int(batch), lr=float(lr), schedule=schedule,
+        warmup_steps=warmup, seed=seed, device=device, eval_every=eval_every, feature_maps_every=features_every,
+        log_every=log_every, eval_batches=eval_batches))
 
 
 def check_folder(text: str) -> tuple[list[str] | None, str]:

@@ -34,13 +34,6 @@ def _elements(node, kind: str) -> list:
     return found
 
 
-@pytest.fixture
-def runs_dir(tmp_path, monkeypatch):
-    d = tmp_path / "runs"
-    monkeypatch.setenv("RESNET_LAB_RUNS", str(d))
-    return d
-
-
 def _store_tiny_run(runs_dir: Path) -> str:
     return store_tiny_run(runs_dir, "tiny-run", "tiny")
 

@@ -35,6 +35,19 @@ def _wait_idle(timeout: float = 180.0) -> None:
     assert service.wait(keys, timeout), "analysis jobs did not finish"
 
 
+def _start_and_draw(at: AppTest, *names: str, tab: int | None = None) -> dict[str, dict]:
+    """Presses the Start of each named section, waits for the worker and reruns the page: the figures drawn,
+    by title, once no exception is raised and no error line is on the page (or in its tab ``tab``)."""
+    for name in names:
+        at.button(key=f"why_{name}_start").click()
+    at.run()
+    _wait_idle()
+    at.run()
+    errors = at.error if tab is None else at.tabs[tab].error
+    assert not at.exception and not errors, [e.value for e in errors]
+    return {f["layout"]["title"]["text"]: f for f in _figures(at)}
+
+
 def test_renders_every_section(runs_dir):
     at = _run_settled(AppTest.from_file(PAGE, default_timeout=120))
     assert not at.exception
@@ -59,25 +72,19 @@ def test_gradient_flow_from_the_page_draws_its_charts(runs_dir):
     at.number_input(key="why_gf_batch").set_value(4)
     _run_settled(at)
     assert any(c.value.startswith("Estimated ") and "plain-8 x 4 images" in c.value for c in at.caption)
-    at.button(key="why_gradient-flow_start").click().run()
-    assert not at.exception
-    _wait_idle()
-    at.run()
-    assert not at.exception and not at.error, [e.value for e in at.error]
-    figures = _figures(at)
-    titles = [f["layout"]["title"]["text"] for f in figures]
-    profile = figures[titles.index("Gradient reaching each block's input, per element (RMS)")]
+    figures = _start_and_draw(at, "gradient-flow")
+    profile = figures["Gradient reaching each block's input, per element (RMS)"]
     # Four nets (plain and residual, depth 8 and 20), one curve each with one point per block: 3n.
     assert sorted((t["name"], len(t["y"])) for t in profile["data"]) == [
         ("plain-20", 9), ("plain-8", 3), ("resnet-20", 9), ("resnet-8", 3)]
-    ratio = figures[titles.index("Gradient at the input over gradient at the output, by depth")]
+    ratio = figures["Gradient at the input over gradient at the output, by depth"]
     assert sorted(t["name"] for t in ratio["data"]) == ["plain, per element", "plain, raw norms",
                                                         "residual, per element", "residual, raw norms"]
     assert all(list(t["x"]) == [8.0, 20.0] for t in ratio["data"])
     # the "+1" view: the shallowest residual net beside its pre-activation twin, with the ReLU mask
-    plus = figures[[i for i, t in enumerate(titles) if t.startswith("The \"+1\"")][0]]
+    (plus,) = [f for t, f in figures.items() if t.startswith("The \"+1\"")]
     assert sorted(t["name"] for t in plus["data"]) == ["preact-resnet-8 pre-activation", "resnet-8 post-activation"]
-    mask = figures[titles.index("Share of each block's output gradient that passes its output ReLU, ‖u‖/‖v‖")]
+    mask = figures["Share of each block's output gradient that passes its output ReLU, ‖u‖/‖v‖"]
     pre = next(t for t in mask["data"] if t["name"] == "pre-activation")
     assert list(pre["y"]) == [1.0, 1.0, 1.0]
     assert any("fitted within each stage" in c.value for c in at.caption)
@@ -123,11 +130,7 @@ def test_lesion_of_a_stored_run_and_a_broken_checkpoint_is_one_error(runs_dir):
 
     at.selectbox(key="why_le_model").set_value(f"run:{good}")
     _run_settled(at)
-    at.button(key="why_lesion_start").click().run()
-    _wait_idle()
-    at.run()
-    assert not at.exception and not at.tabs[3].error, [e.value for e in at.error]
-    figures = {f["layout"]["title"]["text"]: f for f in _figures(at)}
+    figures = _start_and_draw(at, "lesion", tab=3)  # the other tabs also list the broken run
     single = figures["Test error after deleting one block (▲: downsampling block)"]["data"][0]
     assert single["x"] == ["layer1.0", "layer2.0", "layer3.0"] and single["name"] == "resnet-tiny · good"
     assert single["marker"]["symbol"] == ["circle", "triangle-up", "triangle-up"]
@@ -156,12 +159,7 @@ def test_interpolation_and_landscape_of_a_stored_run(runs_dir):
     _run_settled(at)
     # A run that saved no initial weights is left out of the line, and the page says why.
     assert any("no initial weights saved" in c.value and "left out" in c.value for c in at.tabs[5].caption)
-    at.button(key="why_interpolate_start").click()
-    at.button(key="why_landscape_start").click().run()
-    _wait_idle()
-    at.run()
-    assert not at.exception and not at.error, [e.value for e in at.error]
-    figures = {f["layout"]["title"]["text"]: f for f in _figures(at)}
+    figures = _start_and_draw(at, "interpolate", "landscape")
     line = figures["Loss along the straight line from the initial to the trained weights"]["data"]
     assert [t["name"] for t in line] == ["resnet-tiny · cape loss", "resnet-tiny · cape accuracy"]
     assert line[0]["x"] == [-0.5, 0.0, 0.5, 1.0, 1.5]
@@ -183,12 +181,7 @@ def test_shattering_and_paths_at_initialisation(runs_dir):
     at.number_input(key="why_pa_draws").set_value(1)
     at.number_input(key="why_pa_batch").set_value(2)
     _run_settled(at)
-    at.button(key="why_shattering_start").click()
-    at.button(key="why_paths_start").click().run()
-    _wait_idle()
-    at.run()
-    assert not at.exception and not at.error, [e.value for e in at.error]
-    figures = {f["layout"]["title"]["text"]: f for f in _figures(at)}
+    figures = _start_and_draw(at, "shattering", "paths")
     line = figures["Gradient along a line between two images (standardised)"]["data"]
     assert sorted((t["name"], len(t["y"])) for t in line) == [("plain-8 at initialisation", 32),
                                                               ("resnet-8 at initialisation", 32)]
@@ -239,11 +232,7 @@ def test_layer_responses_of_a_plain_and_a_residual_run(runs_dir):
     assert sorted(at.multiselect(key="why_re_models").value) == ["run:tiny-plain", "run:tiny-res"]
     at.number_input(key="why_re_images").set_value(50)
     _run_settled(at)
-    at.button(key="why_responses_start").click().run()
-    _wait_idle()
-    at.run()
-    assert not at.exception and not at.error, [e.value for e in at.error]
-    figures = {f["layout"]["title"]["text"]: f for f in _figures(at)}
+    figures = _start_and_draw(at, "responses")
     data = figures["Layer responses (Fig. 7 of He et al. 2015)"]["data"]
     # the stem's BN and both BNs of each of the 3 basic blocks: 7 layers per net, by layer and sorted
     assert len(data) == 4 and all(len(t["y"]) == 7 for t in data)
