@@ -3,25 +3,20 @@ from __future__ import annotations
 
 import io
 
+import matplotlib
 import numpy as np
 from PIL import Image
 
 
 # --- rendering -----------------------------------------------------------------------------------------
 
-# Anchors of a perceptually ordered dark-to-bright heat scale (close to matplotlib's "inferno").
-_HEAT = np.array([[0, 0, 4], [40, 11, 84], [101, 21, 110], [159, 42, 99], [212, 72, 66],
-                  [245, 125, 21], [250, 193, 39], [252, 255, 164]], dtype=np.float64)
-# Blue (negative) - white - red (positive) for signed maps.
-_DIVERGING = np.array([[33, 102, 172], [146, 197, 222], [247, 247, 247], [244, 165, 130], [178, 24, 43]],
-                      dtype=np.float64)
-
-
-def _colormap(v: np.ndarray, anchors: np.ndarray) -> np.ndarray:
-    pos = np.clip(v, 0, 1) * (len(anchors) - 1)
-    lo = np.floor(pos).astype(int).clip(0, len(anchors) - 2)
-    t = (pos - lo)[..., None]
-    return anchors[lo] * (1 - t) + anchors[lo + 1] * t  # (H, W, 3) 0..255
+def colourise(norm: np.ndarray, signed: bool) -> np.ndarray:
+    """(H, W) 0..1 -> (H, W, 3) uint8: matplotlib's inferno (dark to bright) for magnitudes; for signed
+    maps RdBu_r (blue negative, white zero, red positive) without its darkest tenth at each end, so
+    the image still shows through the strongest colours."""
+    if signed:
+        return matplotlib.colormaps["RdBu_r"](0.1 + 0.8 * np.clip(norm, 0, 1), bytes=True)[..., :3]
+    return matplotlib.colormaps["inferno"](norm, bytes=True)[..., :3]
 
 
 def normalise_map(attr_map: np.ndarray, signed: bool, percentile: float = 99.0) -> np.ndarray:
@@ -40,7 +35,7 @@ def overlay(view: Image.Image, attr_map: np.ndarray, *, alpha: float = 0.5, sign
     base = view.convert("RGB").resize((display_size, display_size),
                                       Image.Resampling.NEAREST if view.width < 64 else Image.Resampling.BILINEAR)
     norm = normalise_map(attr_map, signed)
-    heat = Image.fromarray(_colormap(norm, _DIVERGING if signed else _HEAT).astype(np.uint8), "RGB")
+    heat = Image.fromarray(colourise(norm, signed), "RGB")
     heat = heat.resize((display_size, display_size), Image.Resampling.BILINEAR)
     return Image.blend(base, heat, float(np.clip(alpha, 0.0, 1.0)))
 

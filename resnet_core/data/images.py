@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from resnet_core.data.loader import normalize
 from resnet_core.files import NotARegularFile, read_regular
 
 MAX_FILE_BYTES = 50 * 1024 * 1024     # the CLI's cap; the dashboard's upload cap is in .streamlit/config.toml
@@ -165,10 +166,9 @@ def model_view(img: Image.Image, size: int) -> Image.Image:
 
 
 def normalize_image(view: Image.Image, mean, std) -> torch.Tensor:
-    x = torch.from_numpy(np.asarray(view, dtype=np.float32).copy()).permute(2, 0, 1).div_(255.0)  # (3, H, W)
-    m = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
-    s = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
-    return ((x - m) / s).unsqueeze(0)  # (1, 3, H, W)
+    """(1, 3, H, W) float32 from an RGB image, normalised as the training batches are."""
+    x = torch.from_numpy(np.asarray(view.convert("RGB"), dtype=np.uint8).copy()).permute(2, 0, 1)
+    return normalize(x.unsqueeze(0), mean, std)
 
 
 def to_model_input(img: Image.Image, size: int, mean, std) -> torch.Tensor:

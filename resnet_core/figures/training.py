@@ -322,18 +322,16 @@ def dead_relu_figure(runs: list[RunSeries], smoothing: float = 0.0, x_axis: str 
 def mosaic(maps: np.ndarray, cols: int, normalise: bool = True) -> np.ndarray:
     """(C, H, W) -> one (rows*(H+1)-1, cols*(W+1)-1) image, channels left to right, NaN gaps between.
     With ``normalise`` every channel is scaled to 0..1 on its own (its pattern, not its magnitude)."""
-    maps = np.asarray(maps, dtype=np.float32)
+    import torch
+    from torchvision.utils import make_grid
+
+    maps = torch.as_tensor(np.asarray(maps, dtype=np.float32))
     c, h, w = maps.shape
-    rows = math.ceil(c / cols)
-    out = np.full((rows * (h + 1) - 1, cols * (w + 1) - 1), np.nan, dtype=np.float32)
-    for i in range(c):
-        m = maps[i]
-        if normalise:
-            lo, hi = float(m.min()), float(m.max())
-            m = (m - lo) / (hi - lo) if hi > lo else np.zeros_like(m)
-        r, k = divmod(i, cols)
-        out[r * (h + 1):r * (h + 1) + h, k * (w + 1):k * (w + 1) + w] = m
-    return out
+    if c < cols:  # make_grid narrows a short row; the charts keep ``cols`` slots
+        maps = torch.cat([maps, maps.new_full((cols - c, h, w), float("nan"))])
+    grid = make_grid(maps[:, None], nrow=cols, padding=1, normalize=normalise, scale_each=True,
+                     pad_value=float("nan"))[0]
+    return (grid if len(maps) == 1 else grid[1:-1, 1:-1]).numpy()  # one map: make_grid adds no border
 
 
 def _image_axes(fig: go.Figure, n: int) -> None:

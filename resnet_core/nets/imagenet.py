@@ -13,17 +13,14 @@ the same parameters and state-dict keys, and the same outputs.
 """
 from __future__ import annotations
 
-import hashlib
 import os
-import re
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 from torchvision.models import resnet as tv_resnet
 
+from resnet_core.download import DownloadError, download
 from resnet_core.nets.checkpoints import LoadedModel
 from resnet_core.nets.models import FeatureInfo
 
@@ -32,8 +29,6 @@ ARCHS = {
     "resnet34": (tv_resnet.resnet34, tv_resnet.ResNet34_Weights.IMAGENET1K_V1, "ResNet-34"),
     "resnet50": (tv_resnet.resnet50, tv_resnet.ResNet50_Weights.IMAGENET1K_V1, "ResNet-50"),
 }
-DOWNLOAD_TIMEOUT_S = 30
-_HASH_IN_NAME = re.compile(r"-([a-f0-9]{6,})\.")  # torchvision files carry a sha256 prefix: resnet18-f37072fd.pth
 
 
 class ModelError(RuntimeError):
@@ -93,21 +88,6 @@ def _offline_message(arch: str, reason: str) -> str:
             f"{weights.url} and place it at {path}")
 
 
-def _download(url: str, dest: Path) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    partial = dest.with_name(dest.name + ".partial")
-    sha = hashlib.sha256()
-    with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response, open(partial, "wb") as f:
-        while chunk := response.read(1 << 20):
-            sha.update(chunk)
-            f.write(chunk)
-    m = _HASH_IN_NAME.search(dest.name)
-    if m and not sha.hexdigest().startswith(m.group(1)):
-        partial.unlink(missing_ok=True)
-        raise ModelError(f"the downloaded {dest.name} is corrupt (sha256 does not start with {m.group(1)}); try again")
-    os.replace(partial, dest)  # a reader never sees a half-written file
-
-
 def ensure_weights(arch: str) -> Path:
     """The cached weights file, downloaded on first use; ``ModelError`` when that is impossible."""
     if arch not in ARCHS:
@@ -116,13 +96,13 @@ def ensure_weights(arch: str) -> Path:
     if path.is_file():
         return path
     _, weights, _ = ARCHS[arch]
+    m = torch.hub.HASH_REGEX.search(path.name)  # torchvision's files carry a sha256 prefix: resnet18-f37072fd.pth
     try:
-        _download(weights.url, path)
-    except ModelError:
-        raise
-    except (urllib.error.URLError, OSError, TimeoutError) as e:
-        reason = getattr(e, "reason", None) or str(e) or type(e).__name__
-        raise ModelError(_offline_message(arch, f"offline? {reason}")) from None
+        download(weights.url, path, sha256_prefix=m.group(1) if m else None)
+    except DownloadError as e:
+        raise ModelError(_offline_message(arch, str(e))) from None
+    except OSError as e:  # the cache directory unwritable, the disk full
+        raise ModelError(_offline_message(arch, f"{e.strerror or e}: {e.filename or path.parent}")) from None
     return path
 
 

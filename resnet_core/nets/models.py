@@ -250,30 +250,16 @@ def count_params(model: nn.Module) -> int:
 
 @torch.no_grad()
 def count_macs(model: nn.Module, input_size: tuple[int, int] = (32, 32)) -> int:
-    """Multiply-adds of one forward pass of one image: convolutions and linear layers."""
-    total = 0
+    """Multiply-adds of one forward pass of one image: convolutions and linear layers (torch's FLOP
+    counter counts two FLOPs per multiply-add)."""
+    from torch.utils.flop_counter import FlopCounterMode
 
-    def conv_hook(m: nn.Conv2d, inp, out):
-        nonlocal total
-        total += out.numel() * (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
-
-    def linear_hook(m: nn.Linear, inp, out):
-        nonlocal total
-        total += m.in_features * m.out_features
-
-    handles = []
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            handles.append(m.register_forward_hook(conv_hook))
-        elif isinstance(m, nn.Linear):
-            handles.append(m.register_forward_hook(linear_hook))
     was_training = model.training
     try:
         model.eval()
         p = next(model.parameters())
-        model(torch.zeros(1, 3, *input_size, device=p.device, dtype=p.dtype))
+        with FlopCounterMode(display=False) as counter:
+            model(torch.zeros(1, 3, *input_size, device=p.device, dtype=p.dtype))
     finally:
-        for h in handles:
-            h.remove()
         model.train(was_training)
-    return total
+    return counter.get_total_flops() // 2
