@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from resnet_core import costmodel  # noqa: E402
+from resnet_core.experiments import costmodel  # noqa: E402
 from resnet_core.config import RunConfig  # noqa: E402
 from resnet_core.experiments.costmodel import estimate_seconds  # noqa: E402
 from resnet_core.experiments.presets import preset_configs, verdict

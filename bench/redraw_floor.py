@@ -32,7 +32,8 @@ PAGE = textwrap.dedent('''
     import numpy as np
     import streamlit as st
     sys.path.insert(0, {root!r})
-    from dashboard import charts, widgets
+    from dashboard import widgets
+    from resnet_core.figures import training as charts
     from resnet_core.training.series import RunSeries
 
     N, EVERY = {charts}, {every}

@@ -1,7 +1,7 @@
 """One worker thread, its jobs by key, and a bounded LRU of finished results; never imports Streamlit.
 
-The Attribution page (``attribution_view.AttributionService``) and the Why it works page
-(``analysis_view.AnalysisService``) both queue long work here. One thread, not one per session: the
+The Attribution page (``attribution_service.AttributionService``) and the Why it works page
+(``analysis_service.AnalysisService``) both queue long work here. One thread, not one per session: the
 work uses every core through torch anyway, and a second job at the same time would only halve both.
 Pages poll jobs from ``st.fragment(run_every=...)``; Cancel sets the job's event, which the work checks
 between its units and answers by raising the service's ``cancelled`` exception.

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import attribution_view as view
+from dashboard import attribution_service as view
 from dashboard.views.attribution.common import Jobs, check_subject
 from dashboard.views.attribution.faithfulness import faithfulness_check
 from dashboard.views.attribution.images import pick_images

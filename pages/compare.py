@@ -7,7 +7,9 @@ import os
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, presets, resume_view, state, widgets
+from dashboard import preset_groups, state, widgets
+from dashboard.views import resume
+from resnet_core.figures import training as charts
 from resnet_core.training.series import metrics_long_csv
 from resnet_core.experiments.published import paper_reference, run_reference
 from resnet_core.training.runs import ACTIVE
@@ -58,7 +60,7 @@ with st.expander(f"All {len(infos)} stored runs", expanded=False):
         if reference:
             st.caption(f"{i.label} · {i.run_id}: {reference}")
 
-run_groups = presets.groups(infos)
+run_groups = preset_groups.groups(infos)
 
 
 def _default_selection() -> list[str]:
@@ -80,7 +82,7 @@ st.session_state["compare_runs"] = [r for r in st.session_state.get("compare_run
                                     if r in by_id]
 if run_groups:
     st.selectbox("Select the runs of a preset", list(run_groups), index=None, key="compare_group",
-                 format_func=lambda g: presets.group_title(g, run_groups[g]), on_change=_select_group,
+                 format_func=lambda g: preset_groups.group_title(g, run_groups[g]), on_change=_select_group,
                  placeholder="Pick a group of runs started together (a paper preset)",
                  help="Runs started together as a paper preset, from the Train page or `python -m resnet_core "
                       "reproduce`. Picking one selects all its runs below; its verdict is shown above the charts.")
@@ -107,9 +109,9 @@ def _compare_body():
         st.info("Pick runs above to overlay them.")
         return
     smoothing, x_axis = widgets.curve_controls("compare_curves")
-    for group in presets.groups(fresh):   # every preset among the selected runs, judged on all its runs
+    for group in preset_groups.groups(fresh):   # every preset among the selected runs, judged on all its runs
         members = [store.get(i.run_id) for i in run_groups.get(group, []) if (store.root / i.run_id).is_dir()]
-        result = presets.group_result(group, members)   # read afresh: this panel redraws while runs end
+        result = preset_groups.group_result(group, members)   # read afresh: this panel redraws while runs end
         if result is not None:
             widgets.preset_verdict(result)
             if result.key == "depth-sweep":
@@ -160,7 +162,7 @@ def _compare_body():
 
 compare_panel()
 
-resume_view.resume_panel(manager, infos)   # Resume a stopped or interrupted run (dashboard/resume_view.py)
+resume.resume_panel(manager, infos)   # Resume a stopped or interrupted run (dashboard/views/resume.py)
 
 st.subheader("Delete a run")
 victim = st.selectbox("Run", list(by_id), key="delete_run", format_func=lambda r: state.run_title(by_id[r]))

@@ -5,9 +5,11 @@ import os
 
 import streamlit as st
 
-from dashboard import charts, presets, state, widgets
+from dashboard import preset_groups, state, widgets
+from resnet_core.figures import training as charts
 from dashboard.worker import QueueFull
 from resnet_core.experiments import presets as core_presets
+from resnet_core.experiments import scales
 from resnet_core.experiments.published import run_reference
 
 st.title("Train plain and residual nets")
@@ -38,7 +40,7 @@ def _start_preset(key: str) -> None:
     """A paper preset as the core defines it at the chosen scale, on the sidebar's data set, seed and
     device, started as one group (the same definition ``python -m resnet_core reproduce`` runs)."""
     group = core_presets.new_group_id(key, scale)
-    _start(_preset_configs(key, group), presets.PRESETS[key].title)
+    _start(_preset_configs(key, group), preset_groups.PRESETS[key].title)
 
 
 def _preset_configs(key: str, group: str = ""):
@@ -57,29 +59,29 @@ c1, c2, c3 = st.columns([1, 1.3, 3])
 c1.button("Start", type="primary", key="start", disabled=not setup.ok, on_click=_start,
           args=([cfg], cfg.label if cfg else ""), help="Train the network set up in the sidebar")
 c2.button("Start twin (plain + residual)", key="start_twin", disabled=not setup.ok,
-          on_click=lambda: _start(presets.twin(cfg), f"twin {cfg.model.depth}"),
+          on_click=lambda: _start(preset_groups.twin(cfg), f"twin {cfg.model.depth}"),
           help="The same network as a plain and a residual net, same seed and batches, drawn side by side")
 with c3.popover("Experiments from the papers"):
-    st.caption(f"Each runs at the **{scale}** scale ({widgets.scale_summary(core_presets.preset_base(scale))}) "
+    st.caption(f"Each runs at the **{scale}** scale ({widgets.scale_summary(scales.preset_base(scale))}) "
                "on the sidebar's "
                "data set, seed and device, every run with the same seed and batches, as one group. "
                "`python -m resnet_core reproduce` runs the same definitions from the command line.")
-    for key, preset in presets.PRESETS.items():
+    for key, preset in preset_groups.PRESETS.items():
         runs = _preset_configs(key) if setup.ok else []
         st.button(preset.title, key=f"preset_{key}", disabled=not setup.ok, help=preset.what_to_look_for,
                   on_click=_start_preset, args=(key,))
         if runs:
             st.caption(f"{len(runs)} runs ({', '.join(r.label for r in runs)}), "
-                       f"{presets.expected_duration(runs, cfg.train.device, ahead)}. "
+                       f"{preset_groups.expected_duration(runs, cfg.train.device, ahead)}. "
                        f"Look for: {preset.what_to_look_for}")
         else:
             st.caption(f"Look for: {preset.what_to_look_for}")
 if setup.ok:
     st.caption(f"Expected duration: **Start** ({cfg.label}) "
-               f"{presets.expected_duration([cfg], cfg.train.device, ahead)}, "
-               f"**Start twin** {presets.expected_duration(presets.twin(cfg), cfg.train.device, ahead)} "
+               f"{preset_groups.expected_duration([cfg], cfg.train.device, ahead)}, "
+               f"**Start twin** {preset_groups.expected_duration(preset_groups.twin(cfg), cfg.train.device, ahead)} "
                f"({scale} scale; runs beyond {manager.max_concurrent} at once queue; "
-               f"{presets.estimate_basis(cfg.train.device)}).")
+               f"{preset_groups.estimate_basis(cfg.train.device)}).")
 
 
 # --- which runs this page shows -------------------------------------------------------------------
@@ -197,14 +199,14 @@ def _features(s):
 def _preset_results(fresh, series, x_axis: str) -> None:
     """For each paper preset among the shown runs: what to look for, its one-line verdict once all
     its runs have ended, and its own chart (Fig. 6, or error against depth for the depth sweep)."""
-    shown_groups = presets.groups(fresh)
+    shown_groups = preset_groups.groups(fresh)
     if not shown_groups:
         return
     # The whole group from the store, not only the runs shown: the verdict needs every run of it.
-    whole = presets.groups(store.list())
+    whole = preset_groups.groups(store.list())
     by_id = {s.run_id: s for s in series}
     for group in shown_groups:
-        result = presets.group_result(group, whole.get(group, shown_groups[group]))
+        result = preset_groups.group_result(group, whole.get(group, shown_groups[group]))
         if result is None:
             continue
         widgets.preset_verdict(result)

@@ -3,7 +3,7 @@ gradient flow at any depth, shattered gradients, the unrolled ensemble and lesio
 
 Every analysis is ``resnet_core.analysis``'s (the CLI's ``analyze`` runs the same); each tab is a module
 of ``dashboard/views/why/`` that picks models and settings, runs them in the worker
-(``dashboard/analysis_view.py``) and draws the result."""
+(``dashboard/analysis_service.py``) and draws the result."""
 from __future__ import annotations
 
 import streamlit as st

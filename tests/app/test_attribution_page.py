@@ -39,7 +39,7 @@ def _store_tiny_run(runs_dir: Path) -> str:
 
 
 def _wait_idle(timeout=120.0):
-    from dashboard.attribution_view import get_service
+    from dashboard.attribution_service import get_service
     service = get_service()
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -115,7 +115,7 @@ def test_shapes_samples_run_model_and_checks(runs_dir):
 def test_worker_cancel_failure_and_cache():
     """The page's worker: Cancel stops a job between chunks, a failing job leaves one line and the
     worker alive, a finished result is served from the cache without recomputation."""
-    from dashboard.attribution_view import AttributionService
+    from dashboard.attribution_service import AttributionService
     from resnet_core.attribution import Cancelled
 
     svc = AttributionService(max_results=2)

@@ -24,7 +24,7 @@ def test_more_uploads_than_the_limit_are_refused_with_one_line():
         from dashboard.views.attribution.images import pick_images
         st.write(f"images: {[im['name'] for im in pick_images()]}")
 
-    from dashboard.attribution_view import MAX_UPLOADS
+    from dashboard.attribution_service import MAX_UPLOADS
     at = AppTest.from_function(app, default_timeout=60).run()
     files = [(f"p{i}.png", _png(i), "image/png") for i in range(MAX_UPLOADS + 1)]
     at.file_uploader(key="attr_uploads").set_value(files).run()
@@ -62,7 +62,7 @@ def test_method_settings_reach_the_jobs_as_set():
 def _faithfulness(run_id: str) -> None:
     from PIL import Image
 
-    from dashboard import attribution_view as view
+    from dashboard import attribution_service as view
     from dashboard.views.attribution.common import Jobs, Methods, Subject
     from dashboard.views.attribution.faithfulness import faithfulness_check
     from resnet_core.data.images import model_view, normalize_image
@@ -79,7 +79,7 @@ def _faithfulness(run_id: str) -> None:
 
 def test_deletion_insertion_of_a_stored_run_draws_both_curves_per_method(runs_dir):
     """Bug: a method's curves or AUCs left out, or the check started before its button is pressed."""
-    from dashboard.attribution_view import get_service
+    from dashboard.attribution_service import get_service
 
     run_id = store_tiny_run(runs_dir, "tiny-faith", "tiny")
     at = AppTest.from_function(_faithfulness, args=(run_id,), default_timeout=120).run()

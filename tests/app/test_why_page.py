@@ -10,7 +10,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 from tests.conftest import store_tiny_run
 
-from dashboard.analysis_view import ESTIMATES, AnalysisService, available
+from dashboard.analysis_service import ESTIMATES, AnalysisService, available
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGE = str(ROOT / "pages" / "why.py")

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from dashboard import attribution_view as view
+from dashboard import attribution_service as view
 from resnet_core.data.images import ImageError, load_image
 
 ROOT = Path(__file__).resolve().parents[2]

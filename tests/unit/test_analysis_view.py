@@ -1,4 +1,4 @@
-"""The Why it works page's worker (dashboard/analysis_view.py): cancel, failure, cache, and the CSV export."""
+"""The Why it works page's worker (dashboard/analysis_service.py): cancel, failure, cache, and the CSV export."""
 from __future__ import annotations
 
 import csv
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from dashboard import analysis_view as view
-from dashboard.analysis_view import AnalysisService, Request
+from dashboard import analysis_service as view
+from dashboard.analysis_service import AnalysisService, Request
 from resnet_core.analysis import AnalysisError, Cancelled
 from resnet_core.config import ModelConfig
 
@@ -126,7 +126,7 @@ def test_csv_export_has_one_row_per_number():
 
 
 def test_the_worker_module_never_imports_streamlit():
-    code = "import sys, dashboard.analysis_view, resnet_core.figures.analysis; print('streamlit' in sys.modules)"
+    code = "import sys, dashboard.analysis_service, resnet_core.figures.analysis; print('streamlit' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120,
                          cwd=ROOT)
     assert out.stdout.strip() == "False"

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import streamlit as st
 
-from dashboard import attribution_view as view
+from dashboard import attribution_service as view
 from resnet_core.attribution import METHODS, default_layer, layer_choices
 
 SHORT_WAIT_S = 20  # a fast method's result is awaited in the same script run, so it appears without polling

@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 from PIL import Image
 
-from dashboard import attribution_view as view
+from dashboard import attribution_service as view
 from resnet_core.data.images import is_tiny
 
 UPLOAD_TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "gif", "tif", "tiff"]

@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 from PIL import Image
 
-from dashboard import attribution_view as view
+from dashboard import attribution_service as view
 from dashboard.views.attribution.common import Jobs, Methods, Subject, short_name
 from resnet_core.attribution import METHODS, attribute, overlay, png_bytes, predict
 from resnet_core.data.images import model_view, normalize_image

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import attribution_view as view
+from dashboard import attribution_service as view
 from dashboard import downloads
 from resnet_core.nets import community
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from dashboard import attribution_view as view
+from dashboard import attribution_service as view
 from dashboard.views.attribution.common import Jobs, Methods, pressed_once, Subject
 from resnet_core.attribution import METHODS, model_randomisation_check, overlay
 

@@ -8,7 +8,7 @@ from typing import Callable
 
 import streamlit as st
 
-from dashboard import analysis_view as view
+from dashboard import analysis_service as view
 from dashboard import downloads
 from dashboard.views.why.captions import CAPTIONS
 from dashboard.widgets import available_devices, cifar_root, plot

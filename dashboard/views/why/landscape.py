@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import analysis_view as view
+from dashboard import analysis_service as view
 from dashboard.views.why.common import WhyContext, run_choice_label, run_panel, show
 from resnet_core.figures import analysis as charts
 
