@@ -111,7 +111,10 @@ def test_the_overhead_is_measured_by_a_stored_run(tmp_path):
     tiny = _run(8, 3, batch=8, size=16)
     tiny = dataclasses.replace(tiny, train=dataclasses.replace(tiny.train, feature_maps_every=25))
     overhead, snapshot = cm.run_overhead(cal, tiny, 1)
-    assert overhead > 0.0 and snapshot > 0.0   # model, initial weights, checkpoints, maps: never free
+    # The run's own cost (model, initial weights, checkpoints, files) is its whole wall time less a
+    # step count that takes 0.006 s here: never free. A snapshot's cost is a difference of two timed
+    # runs, which other work on the machine can swallow: it is only never negative.
+    assert overhead > 0.0 and snapshot >= 0.0
 
 
 def test_feature_map_snapshots_are_counted_per_run():
