@@ -48,7 +48,7 @@ def test_every_config_builds_runs_and_trains(kw):
     # It learns: a fixed batch of 8 images, each its own class, fitted better within 15 SGD steps, and
     # every weight moves. Catches a branch cut from the graph or scaled away (its weights get no or zero
     # gradients and never move), weights the optimiser never sees, an output that ignores its input. (A post-activation net whose branches
-    # start at zero learns slowest: its loss falls to about 0.8 of the first; the others' below 0.4.)
+    # start at zero learns slowest: its loss falls to about 0.8 of the first; the others' to 0.4 or less.)
     before = [p.detach().clone() for p in model.parameters()]
     x = torch.randn(8, 3, 16, 16, generator=torch.Generator().manual_seed(1))
     y = torch.arange(8)
