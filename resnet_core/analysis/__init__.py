@@ -36,14 +36,9 @@ def register(analysis: Analysis) -> Analysis:
     return analysis
 
 
-from resnet_core.analysis import gradient_flow  # noqa: E402  (each module registers its analysis)
-
-for _module in ("shattering", "paths", "lesion", "landscape", "responses"):
-    try:
-        __import__(f"{__name__}.{_module}")
-    except ModuleNotFoundError as _e:  # a module not written yet; the others work
-        if _e.name != f"{__name__}.{_module}":
-            raise
+# Each module registers its analysis on import. Every one is imported by name, so that a missing or
+# broken module fails here, loudly, instead of quietly removing its analysis (and its page's tests).
+from resnet_core.analysis import gradient_flow, landscape, lesion, paths, responses, shattering  # noqa: E402,F401
 
 NEEDS = ("config", "trained", "either")
 

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from resnet_core.analysis import ANALYSES, AnalysisError, ModelSource, estimate_cost, run_analysis
 from resnet_core.analysis.gradient_flow import flow_through_blocks, gradient_flow
 from resnet_core.config import DataConfig, ModelConfig
-from resnet_core.nets.models import _Block, build_model
+from resnet_core.nets.models import _Block, build_model, count_macs
 
 TINY_DATA = DataConfig(n_train=32, n_test=16)
 
@@ -122,10 +122,33 @@ def test_plain_bn_net_input_gradient_grows_with_depth_residual_much_less():
             r = gradient_flow(build_model(ModelConfig(depth=depth, residual=residual)), x, y)
             ratio[depth, residual] = r["ratio"]
     assert ratio[32, False] > ratio[14, False] > 1
-    # Yang et al. 2019: ~1.21x per layer for wide BN MLPs; our plain convnets show ~1.2 per layer
-    per_layer = ratio[32, False] ** (1 / (2 * 15 - 2))
-    assert 1.05 < per_layer < 1.5
     assert ratio[32, True] < ratio[32, False] / 5
+
+
+def test_a_known_gain_per_layer_is_measured_exactly():
+    """A plain ResNet-20 without BN whose every block conv is the identity kernel times 1.2, in float64,
+    on a stem that makes every activation positive (no ReLU masks a gradient): each block's input
+    gradient is 1.2^2 times the next block's, and the fitted per-layer rate of stages 1 and 2 is 1.2 to
+    1e-9. Catches a gradient read at the wrong side of a block, an off-by-one between blocks, and a rate
+    fitted per block instead of per layer (1.44) or across the stage jumps."""
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(depth=20, residual=False, batchnorm=False)).double()
+    gain = 1.2
+    with torch.no_grad():
+        model.stem.conv.weight.mul_(0.01)
+        model.stem.conv.bias.fill_(1.0)
+        for b in model.blocks():
+            for conv in (b.branch.conv1, b.branch.conv2):
+                nn.init.dirac_(conv.weight)
+                conv.weight.mul_(gain)
+                conv.bias.zero_()
+    r = gradient_flow(model, torch.randn(2, 3, 16, 16, dtype=torch.float64), torch.tensor([0, 1]))
+    g = r["input_grad_norm"]
+    assert [a / b for a, b in zip(g, g[1:])] == pytest.approx([gain ** 2] * (len(g) - 1), rel=1e-9)
+    rates = {s["stage"]: s["rate"] for s in r["per_layer_rate_by_stage"]}
+    # The last stage's fit ends at the net's output gradient, which no ReLU of a block has masked:
+    # the 16 channels the identity kernels leave empty in stage 3 carry gradient there only.
+    assert (rates["layer1"], rates["layer2"]) == (pytest.approx(gain, rel=1e-9), pytest.approx(gain, rel=1e-9))
 
 
 def test_run_analysis_gradient_flow_with_sweep_and_contract_fields():
@@ -186,11 +209,22 @@ def test_cancel_stops_between_blocks():
         run_analysis("gradient-flow", ModelSource(config=ModelConfig(depth=8)), cancel=cancel, data=TINY_DATA)
 
 
-def test_estimate_cost_scales_with_the_sweep():
+def test_estimate_cost_is_the_hand_count_of_multiply_adds_over_the_rate(monkeypatch):
+    """At a fixed rate of 1 GMAC/s: a ResNet-8 at batch 4 costs 2 forwards + 1 backward (4 forwards) for
+    it and for its pre-activation twin (the '+1' view); a sweep over depths 8 and 14 adds, per depth, the
+    plain and residual nets at the sweep batch of 8, 4 forwards each. Catches a dropped twin, a backward
+    counted as one forward, the sweep at the main batch size, a depth of the sweep left out."""
+    import resnet_core.analysis as analysis
+
+    monkeypatch.setattr(analysis, "forward_rate", lambda device: 1e9)
+    macs = {d: count_macs(build_model(ModelConfig(depth=d)), (32, 32)) for d in (8, 14)}
     src = ModelSource(config=ModelConfig(depth=8))
     one = estimate_cost("gradient-flow", src, {"batch_size": 4})
     sweep = estimate_cost("gradient-flow", src, {"batch_size": 4, "depths": [8, 14]})
-    assert sweep["seconds"] > one["seconds"] > 0 and "sweep" in sweep["detail"]
+    alone = macs[8] * 4 * 4 * 2
+    assert one["seconds"] == pytest.approx(alone / 1e9, rel=2e-3)   # three significant digits
+    assert sweep["seconds"] == pytest.approx((alone + (macs[8] + macs[14]) * 8 * 4 * 2) / 1e9, rel=2e-3)
+    assert "sweep of 4 nets" in sweep["detail"]
     assert ANALYSES["gradient-flow"].needs == "config"
 
 

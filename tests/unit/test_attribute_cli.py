@@ -47,6 +47,23 @@ class _Evil:
         return (open, (self.marker, "w"))
 
 
+def _assert_top5_is_the_softmax(top5, image, loaded):
+    """The CLI's top 5 against a softmax computed here over the same input: catches logits reported as
+    probabilities, a missing or doubled normalisation, an unsorted list and a wrong class name."""
+    from resnet_core.data.images import load_image, model_view, normalize_image
+
+    x = normalize_image(model_view(load_image(image), loaded.input_size), loaded.mean, loaded.std)
+    with torch.no_grad():
+        probs = torch.softmax(loaded.model.cpu().eval()(x).double(), dim=1)[0]
+    order = probs.argsort(descending=True).tolist()
+    got = [t["probability"] for t in top5]
+    assert got == sorted(got, reverse=True)
+    assert [t["class"] for t in top5] == [loaded.classes[i] for i in order[:5]]
+    assert top5[0]["class"] == loaded.classes[int(probs.argmax())]
+    assert got == pytest.approx(probs[order[:5]].tolist(), abs=1e-4)
+    assert sum(got) + float(probs[order[5:]].sum()) == pytest.approx(1.0, abs=1e-4)
+
+
 def test_subprocess_writes_overlay_and_json(photo, tmp_path, trained_shapes):
     """On a checkpoint trained here (tests/conftest.py): a full CLI round trip in a subprocess."""
     r = _cli("--image", str(photo), "--model", f"ckpt:{trained_shapes.checkpoint}", "--method", "saliency",
@@ -56,7 +73,7 @@ def test_subprocess_writes_overlay_and_json(photo, tmp_path, trained_shapes):
     out = json.loads(r.stdout.strip().splitlines()[-1])
     assert set(out) >= {"top5", "method", "target", "seconds", "out"}
     assert len(out["top5"]) == 5 and out["top5"][0]["class"] in trained_shapes.loaded.classes
-    assert abs(sum(t["probability"] for t in out["top5"]) - 1) < 0.5
+    _assert_top5_is_the_softmax(out["top5"], photo, trained_shapes.loaded)
     assert out["method"] == "saliency" and out["target"] in range(10)
     assert Path(out["out"]) == tmp_path / "photo_saliency.png"
     assert Image.open(out["out"]).size == (256, 256)

@@ -231,3 +231,32 @@ def test_shapes_pointing_game_numbers(trained):
     for s in scores:
         assert 0 <= s.pointing <= 1 and 0 <= s.mass_inside <= 1 and 0 < s.chance < 1
         assert s.n_images == 12
+
+
+def test_shapes_pointing_game_scores_a_map_on_the_object_one_and_off_it_zero(trained, monkeypatch):
+    """Two hand-made methods whose map is each image's own object mask, or its complement: the shapes
+    evaluation must score them 1 and 0 on pointing and mass inside, and report the masks' mean area as
+    chance. Catches masks misaligned with their images (another index, transposed, not resized with the
+    image) and hits counted against the wrong mask."""
+    from resnet_core.config import DataConfig
+    from resnet_core.data import load_dataset, normalize
+
+    n = 12
+    ds = load_dataset(DataConfig(name="synthetic", n_train=10, n_test=n, seed=0))
+    ref = normalize(ds.test_x[:n], trained.mean, trained.std).float()
+    masks = ds.test_masks[:n].float()
+    assert masks.shape[-1] == trained.input_size and (masks.flatten(1).sum(1) > 0).all()
+
+    def own_mask(x):  # each row of the batch it is given, matched back to its test image
+        idx = ((x.cpu()[:, None] - ref[None]) ** 2).flatten(2).sum(-1).argmin(1)
+        return masks[idx]
+
+    monkeypatch.setitem(METHODS, "on-object", AttributionMethod(
+        "on-object", "The object's mask", lambda model, x, target, **_: own_mask(x)))
+    monkeypatch.setitem(METHODS, "off-object", AttributionMethod(
+        "off-object", "The background", lambda model, x, target, **_: 1 - own_mask(x)))
+    on, off = A.shapes_evaluation(trained, ["on-object", "off-object"], n_images=n)
+    assert (on.pointing, on.mass_inside) == (pytest.approx(1.0), pytest.approx(1.0))
+    assert (off.pointing, off.mass_inside) == (pytest.approx(0.0), pytest.approx(0.0))
+    assert on.chance == off.chance == pytest.approx(masks.mean().item())
+    assert on.n_images == off.n_images == n

@@ -82,8 +82,18 @@ def test_long_runs_are_decimated():
 
 
 def test_shared_grad_range_covers_both_twins():
-    lo, hi = charts.grad_norm_range([fake_series("a"), fake_series("b")])
-    assert lo < hi
+    """Two twins whose gradients lie decades apart: the shared colour range must reach into each one's
+    values (catches a range taken from one run only), and each twin's heatmap must draw its own values on
+    that range (catches one run's matrix drawn for both, or the per-run range winning over the shared)."""
+    plain, resnet = fake_series("p", residual=False), fake_series("r")
+    plain.vectors["grad_norm"] = 10.0 ** np.linspace(-6, -5, 30 * len(LAYERS)).reshape(30, len(LAYERS))
+    resnet.vectors["grad_norm"] = 10.0 ** np.linspace(1, 2, 30 * len(LAYERS)).reshape(30, len(LAYERS))
+    lo, hi = charts.grad_norm_range([plain, resnet])
+    assert -6 <= lo < -5 and 1 < hi <= 2
+    for twin in (plain, resnet):
+        hm = charts.grad_norm_heatmap(twin, (lo, hi)).data[0]
+        np.testing.assert_allclose(np.asarray(hm.z), np.log10(twin.vectors["grad_norm"]).T)
+        assert (hm.zmin, hm.zmax) == (lo, hi)
 
 
 def test_branch_std_is_drawn_by_block_and_sorted():

@@ -3,6 +3,7 @@ step costs fitted to steps timed on this machine, and the run manager's schedule
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pytest
 
@@ -92,8 +93,36 @@ def test_estimates_need_this_machines_calibration(tmp_path, monkeypatch):
     assert len(cal.samples) == 3 and "this machine" in cal.basis
     got = estimate_seconds(cfgs, "cpu", parallel=2)
     assert got == pytest.approx(cm.schedule_seconds(again, cfgs, 2))
-    longer = [dataclasses.replace(c, train=dataclasses.replace(c.train, steps=2 * c.train.steps)) for c in cfgs]
-    assert estimate_seconds(longer, "cpu", parallel=2) > 1.9 * (got - again.startup_s)
+
+
+def test_estimate_is_the_hand_computation_from_a_known_calibration(tmp_path, monkeypatch):
+    """A calibration with fixed coefficients, stored as this machine's (2 cores): a step costs
+    fixed + per-layer * layers + per-GMAC * GMACs (3 forwards' multiply-adds of the batch), a run pays
+    its steps plus a 10-image test pass (10/(3*64) steps) plus 0.5 s of its own. One at a time, each run
+    alone has both cores; two at once, each has one until the first ends, then the other has both.
+    Catches a term or the final test pass dropped, the coefficients of the wrong thread count, the
+    overhead counted per step, and a schedule that does not hand the freed core on."""
+    monkeypatch.setenv("RESNET_LAB_CACHE", str(tmp_path))
+    cal = _cal({1: (0.02, 0.001, 0.3), 2: (0.012, 0.0006, 0.18)}, cores=2, startup=0.5)
+    cal.machine = dict(cm.machine_info("cpu"), cores=2)
+    cm.cache_path("cpu").write_text(json.dumps(cal.to_dict()))
+    a, b = _run(8, 100), _run(20, 40)     # weight layers: 2 + 3 * n * 2 = the depth (n = 1 and 3)
+    gmacs = {r: 3 * cm.config_macs(r.model, 16) * 64 / 1e9 for r in (a, b)}
+
+    def step(r, threads):
+        fixed, per_layer, per_gmac = cal.coefficients[threads]
+        return fixed + per_layer * r.model.depth + per_gmac * gmacs[r]
+
+    work = {r: r.train.steps + 10 / (3 * 64) for r in (a, b)}
+    one_at_a_time = sum(work[r] * step(r, 2) + 0.5 for r in (a, b))
+    assert estimate_seconds([a, b], "cpu", parallel=1) == pytest.approx(one_at_a_time, rel=1e-9)
+    # two at once: the overhead counts as step equivalents at the all-core rate (0.5 / step(r, 2))
+    left = {r: work[r] + 0.5 / step(r, 2) for r in (a, b)}
+    first = min((a, b), key=lambda r: left[r] * step(r, 1))
+    other = b if first is a else a
+    t1 = left[first] * step(first, 1)
+    both = t1 + (left[other] - t1 / step(other, 1)) * step(other, 2)
+    assert estimate_seconds([a, b], "cpu", parallel=2) == pytest.approx(both, rel=1e-9)
 
 
 def test_a_runs_own_overhead_is_added_once_per_run():

@@ -191,3 +191,34 @@ def test_run_summary_reads_the_layer_responses_for_plain_and_residual():
                {"type": "step", "step": 2, "train_acc": 0.5, "layer_response_std": [1.0, 2.0, 3.0]}]
     for cfg in preset_configs("fig6", "quick")[:3:2]:      # plain-20 and ResNet-20
         assert run_summary(cfg, records)["response_std_mean"] == pytest.approx(2.0)
+
+
+def _checks(kind, runs):
+    v = verdict(kind, runs)
+    return v["holds"], [(c["name"], c["value"], c["holds"]) for c in v["checks"] if not c.get("reported_only")]
+
+
+def test_verdict_numbers_by_hand_half_a_point_either_side_of_each_threshold():
+    """Every required check's value, in points, against a hand subtraction, on summaries written here
+    half a point inside and outside each threshold. Catches errors compared as fractions instead of
+    points, a sign or pair swapped, >= written as <= (or the reverse), and a depth sweep read in the
+    order the runs come instead of by depth."""
+    assert _checks("fig6", _fig6(0.200, 0.305, 0.100, 0.100)) == (True, [
+        ("plain-56 minus plain-20", 10.5, True), ("plain-56 minus ResNet-56", 20.5, True),
+        ("ResNet-20 minus plain-20", -10.0, True)])
+    assert _checks("fig6", _fig6(0.200, 0.295, 0.100, 0.100)) == (False, [
+        ("plain-56 minus plain-20", 9.5, False), ("plain-56 minus ResNet-56", 19.5, False),
+        ("ResNet-20 minus plain-20", -10.0, True)])
+    assert _checks("fig6", _fig6(0.200, 0.500, 0.215, 0.100))[1][2] == ("ResNet-20 minus plain-20", 1.5, False)
+    assert _checks("fig6", _fig6(0.200, 0.500, 0.205, 0.100))[1][2] == ("ResNet-20 minus plain-20", 0.5, True)
+    for pre, value, holds in ((0.1115, 1.15, False), (0.1085, 0.85, True)):
+        runs = [dict(_summary("resnet", 20, 0.100), preact=False), dict(_summary("resnet", 20, pre), preact=True)]
+        assert _checks("preact", runs) == (holds, [("pre- minus post-activation", value, holds)])
+    for b, value, holds in ((0.155, 5.5, False), (0.145, 4.5, True)):
+        opts = [dict(_summary("resnet", 20, e), shortcut=s) for s, e in (("A", 0.10), ("B", b), ("C", 0.12))]
+        assert _checks("options", opts) == (holds, [("spread of options A/B/C", value, holds)])
+    for deepest, rise, gap, holds in ((0.305, 10.5, 20.5, True), (0.295, 9.5, 19.5, False)):
+        sweep = [_summary("plain", 32, deepest), _summary("resnet", 8, 0.05), _summary("plain", 8, 0.20),
+                 _summary("resnet", 32, 0.10), _summary("plain", 20, 0.25)]   # not in depth order
+        assert _checks("depth-sweep", sweep) == (holds, [
+            ("plain-32 minus plain-8", rise, holds), ("deepest plain minus deepest ResNet", gap, holds)])
