@@ -6,15 +6,13 @@ import json
 import threading
 from pathlib import Path
 
-import pytest
 from streamlit.testing.v1 import AppTest
 from tests.conftest import store_tiny_run
 
-from dashboard.analysis_service import ESTIMATES, AnalysisService, available
+from dashboard.analysis_service import ESTIMATES, AnalysisService
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGE = str(ROOT / "pages" / "why.py")
-SECTIONS = ["gradient-flow", "shattering", "paths", "lesion", "responses", "interpolate", "landscape"]
 
 
 def _figures(at: AppTest) -> list[dict]:
@@ -58,10 +56,6 @@ def test_renders_every_section(runs_dir):
     for marker in ("∂E/∂x_l = ∂E/∂x_L (1 + ∂ΣF/∂x_l)", "Balduzzi et al. 2017", "Veit et al. 2016: unrolling",
                    "He et al. 2015, Fig. 7", "Goodfellow et al. 2015", "Li et al. 2018"):
         assert marker in text
-    # A section whose analysis the core does not have says so instead of drawing anything.
-    for name in SECTIONS:
-        if name not in available():
-            assert any(f"`{name}`" in i.value for i in at.info), name
     assert at.button(key="why_gradient-flow_start").disabled is False
     assert any(c.value.startswith("Estimated ") for c in at.caption)
 
@@ -111,8 +105,6 @@ def test_a_request_the_core_refuses_is_one_error_line(runs_dir, tmp_path, monkey
 
 
 def test_lesion_of_a_stored_run_and_a_broken_checkpoint_is_one_error(runs_dir):
-    if "lesion" not in available():
-        pytest.skip("resnet_core.analysis has no lesion analysis")
     good = store_tiny_run(runs_dir, "tiny-good", "resnet-tiny")
     bad = store_tiny_run(runs_dir, "tiny-bad", "resnet-broken")
     (runs_dir / bad / "checkpoints" / "last.pt").write_bytes(b"this is not a checkpoint")
@@ -139,8 +131,6 @@ def test_lesion_of_a_stored_run_and_a_broken_checkpoint_is_one_error(runs_dir):
 
 
 def test_interpolation_and_landscape_of_a_stored_run(runs_dir):
-    if not {"interpolate", "landscape"} <= set(available()):
-        pytest.skip("resnet_core.analysis has no interpolate or landscape analysis")
     from resnet_core.nets.checkpoints import load_checkpoint, save_checkpoint
 
     lacking = store_tiny_run(runs_dir, "tiny-no-init", "resnet-noinit")
@@ -172,8 +162,6 @@ def test_interpolation_and_landscape_of_a_stored_run(runs_dir):
 
 
 def test_shattering_and_paths_at_initialisation(runs_dir):
-    if not {"shattering", "paths"} <= set(available()):
-        pytest.skip("resnet_core.analysis has no shattering or paths analysis")
     at = AppTest.from_file(PAGE, default_timeout=120).run()
     at.multiselect(key="why_sh_depths").set_value([8])
     at.slider(key="why_sh_points").set_value(32)
