@@ -224,16 +224,20 @@ def grad_norm_heatmap(run: RunSeries, zrange: tuple[float, float] | None = None,
     return fig
 
 
+def _latest_by_name(runs: list[RunSeries], key: str, names_key: str):
+    """(run, its latest per-layer values of ``key``, their layer names) for each run that has them."""
+    for r in runs:
+        values = r.latest(key)
+        if values is not None:
+            yield r, values, r.layout.get(names_key) or [str(i) for i in range(len(values))]
+
+
 def grad_profile_figure(runs: list[RunSeries]) -> go.Figure:
     title = "Latest gradient norm by layer"
     x_title, y_title = "layer index (0 = first conv, input side)", "gradient L2 norm ‖∂L/∂W‖₂ (log scale)"
     fig = _base(go.Figure(), title, x_title, y_title)
     colors = run_colors(runs)
-    for r in runs:
-        g = r.latest("grad_norm")
-        if g is None:
-            continue
-        names = r.layout.get("layers") or [str(i) for i in range(len(g))]
+    for r, g, names in _latest_by_name(runs, "grad_norm", "layers"):
         fig.add_trace(go.Scatter(x=np.arange(len(g)), y=np.clip(g, 1e-12, None), mode="lines+markers",
                                  name=r.label, line=dict(color=colors[r.run_id], dash="solid" if r.residual else "dash"),
                                  text=names, marker=dict(size=4),
@@ -250,11 +254,7 @@ def branch_std_figure(runs: list[RunSeries]) -> go.Figure:
     y_title = "std of branch response F(x)"
     fig = make_subplots(rows=1, cols=2, subplot_titles=("by block (input → output)", "sorted by magnitude"))
     colors = run_colors(runs)
-    for r in runs:
-        v = r.latest("branch_std")
-        if v is None:
-            continue
-        names = r.layout.get("blocks") or [str(i) for i in range(len(v))]
+    for r, v, names in _latest_by_name(runs, "branch_std", "blocks"):
         style = dict(color=colors[r.run_id], dash="solid" if r.residual else "dash")
         fig.add_trace(go.Scatter(x=np.arange(1, len(v) + 1), y=v, mode="lines+markers", name=r.label, line=style,
                                  text=names, marker=dict(size=4), legendgroup=r.run_id,
