@@ -7,6 +7,12 @@ rate, throughput, probes), ``eval`` (test loss/accuracy), ``features`` (feature 
 image), ``checkpoint`` (carries the live model; the subscriber saves it), and the function returns a
 ``TrainResult`` whose status is finished, stopped or diverged.
 
+The loop itself is the paper's step (forward, loss, backward, update); around it, small collaborators
+are called at named moments: ``Control`` (stop and pause) before a step, ``StepMonitor`` after the
+backward pass (which steps are logged, the one host copy of their statistics, divergence, checked
+before the update), ``Throughput`` (images/s of training alone), and the ``Callback``s ``Evaluation``,
+``FeatureMaps`` and ``Checkpoints`` after each step and once after the last.
+
 Under torchrun, ``dist`` (resnet_core/training/distributed.py) makes the same loop data-parallel: the model
 runs inside DistributedDataParallel, the loader yields this rank's shard of the global batch, the
 logged loss/accuracy and the test evaluation are all-reduced, and the ranks agree on stopping each
@@ -348,9 +354,10 @@ def train(cfg: RunConfig, on_event: OnEvent | None = None, stop: threading.Event
             lr = set_lr(opt, lr_at(step, total, tc))
             logged = monitor.logs(step + 1)
             ps.armed = logged and tc.probes
-            x, y = loader.next()
+            # the step: forward, loss, backward; the update follows once the loss is known finite
+            x, y = loader.next()                                    # (B, 3, H, W), (B,)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                logits = net(x)
+                logits = net(x)                                     # (B, classes)
             loss = F.cross_entropy(logits.float(), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
