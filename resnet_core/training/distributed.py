@@ -14,7 +14,6 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import signal
 import shutil
 import subprocess
 import sys
@@ -29,12 +28,6 @@ import torch.nn as nn
 
 from resnet_core.config import ConfigError
 
-# A test hook, documented in README "Beyond one machine": rank RESNET_LAB_FAIL_RANK (default 0; "all":
-# every rank) raises at step RESNET_LAB_FAIL_AT_STEP, so the tests can prove a failing rank ends the
-# whole run; with RESNET_LAB_FAIL_MODE=kill it dies there as from SIGKILL (a killed run, to resume).
-FAIL_AT_STEP_ENV = "RESNET_LAB_FAIL_AT_STEP"
-FAIL_RANK_ENV = "RESNET_LAB_FAIL_RANK"
-FAIL_MODE_ENV = "RESNET_LAB_FAIL_MODE"
 # Seconds a collective may wait for a silent rank (one that hangs rather than dies: a dead rank's
 # peers get an error from gloo/NCCL at once). Long enough for rank 0 alone to save a checkpoint.
 TIMEOUT_ENV = "RESNET_LAB_DIST_TIMEOUT"
@@ -59,21 +52,6 @@ def launch_from_env() -> Launch | None:
     if world <= 1:
         return None  # torchrun --nproc_per_node 1: one process, nothing to coordinate
     return Launch(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
-
-
-def injected_failure_step(rank: int) -> int | None:
-    """The step at which the test hook makes this rank raise, or None."""
-    at = os.environ.get(FAIL_AT_STEP_ENV)
-    if not at:
-        return None
-    who = os.environ.get(FAIL_RANK_ENV, "0")
-    return int(at) if who == "all" or int(who) == rank else None
-
-
-def inject_failure(step: int, rank: int) -> None:
-    if os.environ.get(FAIL_MODE_ENV) == "kill":
-        os.kill(os.getpid(), signal.SIGKILL)
-    raise RuntimeError(f"injected failure at step {step} on rank {rank} (test hook {FAIL_AT_STEP_ENV})")
 
 
 def _is_collective_failure(e: BaseException) -> bool:

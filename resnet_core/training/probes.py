@@ -100,9 +100,11 @@ class ProbeSet:
         self._responses = [m for _, m in response_layers(model)]
         self._resp = [None] * len(self._responses)   # (sum, L2 norm, count) of each response layer's output
         self._rv_before = None
+        self._batch: tuple[torch.Tensor, torch.Tensor, list[int]] | None = None   # (sum, sum of squares, counts)
         self._channels = [m.num_features for m in self._responses]
         self._channels_t = torch.tensor(self._channels, dtype=torch.long)
         self._layer_index = torch.repeat_interleave(torch.arange(len(self._channels)), self._channels_t)
+        self._constants: dict[tuple, torch.Tensor] = {}
 
     # --- hook installation ---------------------------------------------------------------------
     def _register(self) -> None:
@@ -142,6 +144,7 @@ class ProbeSet:
     def _snapshot_hook(self, module, args):
         # the running variances before this forward pass, all layers in one copy: their update by the pass
         # gives each channel's batch variance without another pass over the activations
+        self._batch = None
         if self.armed and any(_batch_stats_mode(m) for m in self._responses):
             self._rv_before = torch.cat([m.running_var.detach() for m in self._responses])
 
@@ -156,43 +159,74 @@ class ProbeSet:
                 self._resp[j] = (s1, norm, out.numel())
         return hook
 
-    def _batch_moments(self) -> list | None:
+    def _all_batch_mode(self) -> bool:
+        return self._rv_before is not None and bool(self._resp) and all(
+            isinstance(r, tuple) and r[0] == "batch" for r in self._resp)
+
+    def _constant(self, values: list[float], dtype: torch.dtype, device: torch.device,
+                  per_channel: bool = True) -> torch.Tensor:
+        """A tensor of one value per response layer (repeated over that layer's channels when
+        ``per_channel``), built once and kept on the device: no host->device copy, which is a sync on
+        CUDA, on each logged step while the values stay the same."""
+        key = (tuple(values), dtype, device, per_channel)
+        if key not in self._constants:
+            if len(self._constants) > 64:   # values that do change (a cumulative BN momentum): no hoard
+                self._constants.clear()
+            t = torch.tensor(values, dtype=dtype)
+            self._constants[key] = (torch.repeat_interleave(t, self._channels_t) if per_channel else t).to(device)
+        return self._constants[key]
+
+    def _batch_moments(self) -> tuple[torch.Tensor, torch.Tensor, list[int]] | None:
         """Training mode: BN normalises each channel with the batch's own statistics, so its output has mean
         β_c and variance γ_c²·σ_c²/(σ_c² + eps) exactly; σ_c² (biased) comes from the running variance's
-        update by this pass. O(channels) for all layers together, in a few vectorised ops: (sum, L2 norm)
-        per layer, or None when no layer was in that mode."""
-        if self._rv_before is None or not any(isinstance(r, tuple) and r[0] == "batch" for r in self._resp):
+        update by this pass. O(channels) for all layers together, in a few vectorised ops: the sum and the
+        sum of squares of each layer's output, (n_responses,) each in float64 (float32 on MPS), and the
+        element counts; None when no layer was in that mode."""
+        if self._rv_before is None:
+            return self._batch   # this pass's, already computed, or None
+        if not any(isinstance(r, tuple) and r[0] == "batch" for r in self._resp):
             return None
         mods = self._responses
-        acc = torch.float64 if mods[0].running_var.dtype == torch.float64 else torch.float32
+        dev = self._rv_before.device
+        acc = torch.float32 if dev.type == "mps" else torch.float64  # MPS has no float64
         after = torch.cat([m.running_var.detach() for m in mods]).to(acc)
         before = self._rv_before.to(acc)
         self._rv_before = None
-        counts = self._channels
         numel = [r[1] if isinstance(r, tuple) and r[0] == "batch" else 0 for r in self._resp]
-        n_layer = [max(k // c, 1) for k, c in zip(numel, counts)]
-        m_layer = [m.momentum if m.momentum is not None else 1.0 / max(float(m.num_batches_tracked), 1.0) for m in mods]
-        dev = after.device
-        mom = torch.repeat_interleave(torch.tensor(m_layer, dtype=acc, device=dev), self._channels_t.to(dev))
-        n = torch.repeat_interleave(torch.tensor(n_layer, dtype=acc, device=dev), self._channels_t.to(dev))
-        eps = torch.repeat_interleave(torch.tensor([m.eps for m in mods], dtype=acc, device=dev),
-                                      self._channels_t.to(dev))
+        n = self._constant([max(k // c, 1) for k, c in zip(numel, self._channels)], acc, dev)
+        mom = self._constant([m.momentum if m.momentum is not None else 1.0 / max(float(m.num_batches_tracked), 1.0)
+                                 for m in mods], acc, dev)
+        eps = self._constant([m.eps for m in mods], acc, dev)
         var = (((after - (1 - mom) * before) / mom) * (n - 1) / n).clamp_min(0)
         gamma = torch.cat([m.weight.detach() if m.weight is not None else torch.ones_like(m.running_var)
                            for m in mods]).to(acc)
         beta = torch.cat([m.bias.detach() if m.bias is not None else torch.zeros_like(m.running_var)
                           for m in mods]).to(acc)
-        idx = self._layer_index.to(dev)
+        idx = self._constants.setdefault(("layer_index", dev), self._layer_index.to(dev))
         s1 = torch.zeros(len(mods), dtype=acc, device=dev).index_add_(0, idx, n * beta)
         s2 = torch.zeros(len(mods), dtype=acc, device=dev).index_add_(0, idx, n * (gamma * gamma * var / (var + eps)
                                                                                   + beta * beta))
-        return [(s1[j], s2[j].sqrt()) for j in range(len(mods))]
+        self._batch = (s1, s2, numel)
+        return self._batch
 
     def _fill_batch_moments(self) -> None:
         batch = self._batch_moments()
         if batch is not None:
-            self._resp = [(batch[j][0], batch[j][1], r[1]) if isinstance(r, tuple) and r[0] == "batch" else r
+            s1, s2, _ = batch
+            self._resp = [(s1[j], s2[j].sqrt(), r[1]) if isinstance(r, tuple) and r[0] == "batch" else r
                           for j, r in enumerate(self._resp)]
+
+    def _response_std(self) -> torch.Tensor:
+        """(n_responses,) float32: each response layer's output std in the armed forward pass. In training
+        mode a handful of ops for all layers together; otherwise from each layer's own (sum, L2 norm)."""
+        if self._all_batch_mode():
+            s1, s2, numel = self._batch_moments()
+            n = self._constant(numel, s1.dtype, s1.device, per_channel=False)
+            return ((s2 - s1 * s1 / n) / (n - 1).clamp_min(1)).clamp_min(0).sqrt().float()
+        self._fill_batch_moments()
+        z = torch.zeros((), device=self._weights[0].device)
+        resp = [_std_from_sums(r[0], r[1], r[2]) if r is not None else z for r in self._resp]
+        return torch.stack(resp) if resp else z.new_zeros(0)
 
     def response_moments(self) -> torch.Tensor:
         """(2, n_responses) float64 on the device: the sum and the sum of squares of each response layer's
@@ -235,10 +269,8 @@ class ProbeSet:
         z = torch.zeros((), device=self._weights[0].device)
         pick = lambda xs: torch.stack([x if x is not None else z for x in xs]) if xs else z.new_zeros(0)
         dead = [torch.stack(d).mean() if d else z for d in self._dead]
-        self._fill_batch_moments()
-        resp = [_std_from_sums(r[0], r[1], r[2]) if r is not None else None for r in self._resp]
         parts = [pick(self._branch_std), pick(self._branch_ratio), pick(self._act_mean),
-                 pick(self._act_std), pick(dead), pick(resp)]
+                 pick(self._act_std), pick(dead), self._response_std()]
         if with_grads:
             parts.insert(0, self.grad_norms())
         for d in self._dead:

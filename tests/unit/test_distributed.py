@@ -29,11 +29,14 @@ FLAGS = ["train", "--depth", "8", "--no-bn", "--steps", str(STEPS), "--batch-siz
 ENV = {"OMP_NUM_THREADS": "1"}
 
 
-def run(args, runs_dir, torchrun=False, env=None, timeout=120):
-    cmd = ([str(TORCHRUN), "--standalone", "--nproc_per_node", "2", "-m", "resnet_core"] if torchrun
-           else [sys.executable, "-m", "resnet_core"])
+def run(args, runs_dir, torchrun=False, timeout=120, fail_at=None):
+    """``python -m resnet_core ARGS``, under torchrun with two ranks if asked; ``fail_at`` (step, rank or
+    "all", "raise" or "kill") runs it through tests/fail_at_step.py, which fails that rank at that step."""
+    module = ["tests.fail_at_step", *map(str, fail_at), "--"] if fail_at else ["resnet_core"]
+    cmd = ([str(TORCHRUN), "--standalone", "--nproc_per_node", "2", "-m", *module] if torchrun
+           else [sys.executable, "-m", *module])
     return subprocess.run(["timeout", "-k", "5", str(timeout), *cmd, *args, "--runs-dir", str(runs_dir)],
-                          cwd=ROOT, capture_output=True, text=True, env={**os.environ, **ENV, **(env or {})})
+                          cwd=ROOT, capture_output=True, text=True, env={**os.environ, **ENV})
 
 
 def last_json(proc):
@@ -123,8 +126,7 @@ def test_a_stop_request_ends_every_rank_with_the_run_stopped(tmp_path, how, rank
 
 def test_a_failing_rank_fails_the_run_with_its_message_and_the_launcher_exits(tmp_path):
     t0 = time.monotonic()
-    p = run(FLAGS, tmp_path, torchrun=True, env={"RESNET_LAB_FAIL_AT_STEP": "5", "RESNET_LAB_FAIL_RANK": "1"},
-            timeout=90)
+    p = run(FLAGS, tmp_path, torchrun=True, fail_at=(5, 1, "raise"), timeout=90)
     assert p.returncode not in (0, 124, 137), p.stderr[-3000:]   # non-zero, and not by the timeout
     assert time.monotonic() - t0 < 80
     out = last_json(p)
@@ -137,8 +139,7 @@ def test_a_failing_rank_fails_the_run_with_its_message_and_the_launcher_exits(tm
 @pytest.mark.parametrize("ranks", [1, 2])
 def test_a_killed_run_resumes_with_the_uninterrupted_runs_losses(reference, tmp_path, ranks):
     ref_store, ref_id = reference
-    kill = {"RESNET_LAB_FAIL_AT_STEP": "13", "RESNET_LAB_FAIL_RANK": "all", "RESNET_LAB_FAIL_MODE": "kill"}
-    p = run(FLAGS, tmp_path, torchrun=ranks == 2, env=kill)
+    p = run(FLAGS, tmp_path, torchrun=ranks == 2, fail_at=(13, "all", "kill"))
     assert p.returncode != 0
     store = RunStore(tmp_path)
     (info,) = store.list()

@@ -45,6 +45,29 @@ def test_events_carry_every_probe_in_layout_order():
     assert events[-1]["type"] == "end" and events[-1]["status"] == "finished"
 
 
+@pytest.mark.parametrize("probes,logged", [(True, [1, 4, 7]), (False, [3, 6, 7])])
+def test_each_collaborator_speaks_at_its_moment(probes, logged):
+    """The whole event sequence of a 7-step run, written out by hand: logging every 3 steps (with probes
+    from step 1, so the first step's probes are seen; without, at multiples of 3), a partial evaluation
+    and feature maps every 3 steps (feature maps at step 1 too), a checkpoint every 2, each after its
+    step's record and in that order, and the final evaluation, feature maps and checkpoint after the
+    last step. Fails when a moment moves, a collaborator is skipped or two swap."""
+    cfg = tiny_cfg(steps=7)
+    cfg = RunConfig(model=cfg.model, data=cfg.data, train=TrainConfig(
+        **{**cfg.train.to_dict(), "log_every": 3, "checkpoint_every": 2, "probes": probes}))
+    result, events = collect(cfg)
+    seen = [(e["type"], e.get("step")) for e in events]
+    between = {1: [("features", 1)], 2: [("checkpoint", 2)], 3: [("eval", 3), ("features", 3)],
+               4: [("checkpoint", 4)], 5: [], 6: [("eval", 6), ("features", 6), ("checkpoint", 6)], 7: []}
+    expected = [("start", None), ("init_weights", 0)]
+    for step in range(1, 8):
+        expected += ([("step", step)] if step in logged else []) + between[step]
+    expected += [("eval", 7), ("features", 7), ("checkpoint", 7), ("end", None)]
+    assert seen == expected
+    assert result.status == "finished" and result.steps == 7
+    assert result.train_loss == [e for e in events if e["type"] == "step"][-1]["train_loss"]
+
+
 def test_fixed_seed_is_reproducible_and_twins_see_identical_batches(monkeypatch):
     seen = {}
     real_next = BatchLoader.next
