@@ -4,8 +4,9 @@
 
 Builds the requests the page sends when the user changes nothing (pages/why.py's defaults: gradient
 flow of plain and residual nets of depth 20, 56 and 110 at batch 16; shattering at depths 20 and 56
-with 256 inputs on the line; paths of a ResNet-110 at initialisation, 8 draws over 2 batches of 8;
-lesions, Fig. 7 responses, the 1-D interpolation and an 11x11 landscape of trained runs), runs each
+with 256 inputs on the line; paths of a ResNet-110 at initialisation; lesions, Fig. 7 responses, the
+1-D interpolation and an 11x11 landscape of trained runs; paths', lesions' and responses' settings are
+the core's defaults, which the page shows), runs each
 through ``resnet_core.analysis.run_analysis`` with the cache off, and prints the estimate
 (``estimate_cost``, what the page shows before Start), the measured time, their ratio, and whether the
 tab fits the page's budget (``--budget`` seconds: what a user waits for one click; 60 by default,
@@ -56,15 +57,18 @@ def _train_twin(runs_dir: str, steps: int) -> dict[str, str]:
 
 def default_requests(run_ids: dict[str, str]) -> list[tuple[str, list[tuple[str, dict, dict]]]]:
     """(tab, [(analysis, source kwargs, settings)]) as pages/why.py builds them with every default."""
+    from resnet_core.analysis import ANALYSES
     from resnet_core.config import ModelConfig
 
     plain, resnet = run_ids["plain-20 w0.5 16px large no-aug"], run_ids["resnet-20 w0.5 16px large no-aug"]
     gf = [("gradient-flow", {"config": ModelConfig(depth=d, residual=r)},
            {"batch_size": 16, "plus_one": r and d == 20}) for r in (False, True) for d in (20, 56, 110)]
     sh = [("shattering", {"config": ModelConfig(depth=d)}, {"points": 256, "twin": True}) for d in (20, 56)]
-    pa = [("paths", {"config": ModelConfig(depth=110)}, {"measure": True, "draws": 8, "batches": 2, "batch_size": 8})]
-    le = [("lesion", {"run_id": resnet}, {"images": 500, "draws": 2})]
-    re = [("responses", {"run_id": i}, {"images": 1000}) for i in (plain, resnet)]
+    core = {name: ANALYSES[name].defaults for name in ("paths", "lesion", "responses")}   # the page reads these
+    pa = [("paths", {"config": ModelConfig(depth=110)},
+           {"measure": True, **{k: core["paths"][k] for k in ("draws", "batches", "batch_size")}})]
+    le = [("lesion", {"run_id": resnet}, {k: core["lesion"][k] for k in ("images", "draws")})]
+    re = [("responses", {"run_id": i}, {"images": core["responses"]["images"]}) for i in (plain, resnet)]
     it = [("interpolate", {"run_id": i}, {"points": 21, "images": 500}) for i in (plain, resnet)]
     la = [("landscape", {"run_id": i}, {"points": 11, "span": 1.0, "images": 500}) for i in (plain, resnet)]
     return [("Gradient flow", gf), ("Shattering", sh), ("Paths", pa), ("Lesions", le), ("Fig. 7 responses", re),

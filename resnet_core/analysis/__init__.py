@@ -172,7 +172,11 @@ def estimate_cost(name: str, source: ModelSource, settings: dict | None = None,
         raise _user_error(e) from None
     # Three significant digits, not two decimals: a tiny net's estimate is milliseconds, and a
     # rounded 0.0 would read as "free" and hide that a sweep costs more than one net.
-    return {"seconds": float(f"{macs / forward_rate(ctx.device):.3g}"), "detail": detail}
+    try:   # the rate of a net of the analysed one's width and input size
+        width, size = ctx.model_config().width, ctx.resolved_data_config().image_size
+    except (ConfigError, CheckpointError, DataError, FileNotFoundError, AnalysisError):
+        width, size = 1.0, 32
+    return {"seconds": float(f"{macs / forward_rate(ctx.device, width, size):.3g}"), "detail": detail}
 
 
 __all__ = ["ANALYSES", "Analysis", "AnalysisContext", "AnalysisError", "Cancelled", "ModelSource", "NEEDS",

@@ -354,38 +354,42 @@ class PeakMemory:
 
 
 _RATE_LOCK = threading.Lock()
-_RATES: dict[str, float] = {}
+_RATES: dict[tuple[str, float, int], float] = {}
 
 
-def forward_rate(device: torch.device) -> float:
-    """Multiply-adds per second of a ResNet-20 forward pass (batch 32, 32x32) on ``device``, measured once
-    per process: the unit of every cost estimate. On the CPU it is timed in channels_last, the layout
-    every analysis runs in there (oneDNN's NHWC kernels ran this pass at 46 against 27-30 GMAC/s for
-    NCHW on the quiet 2-core CPU, about 3x faster under load, so timing NCHW made estimates that much
-    too long), and the fastest of three passes counts, so one pass slowed by other work does not set
-    the rate for the whole process."""
+def forward_rate(device: torch.device, width: float = 1.0, image_size: int = 32) -> float:
+    """Multiply-adds per second of a ResNet-20 forward pass (batch 256, the analyses' own batches are
+    250-500) at ``width`` and ``image_size`` on ``device``, measured once per process and size: the unit
+    of every cost estimate. Size and batch matter: on the 2-core CPU a 16x16 half-width net ran at
+    30 GMAC/s at batch 32 and 45 at 256, a 32x32 full-width ResNet-56 at 88 at batch 128 and 120 at
+    250 (per-layer overhead, not arithmetic, sets small nets' time), so one rate from a big net at batch
+    32 made the quick runs' estimates 2-2.5x short (bench/why_defaults.py). On the CPU it is timed
+    in channels_last, the layout the analyses run in there (oneDNN's NHWC kernels ran the 32x32 pass at
+    46 against 27-30 GMAC/s for NCHW), and the fastest of three passes counts, so one pass slowed by
+    other work does not set the rate for the whole process."""
     from resnet_core.nets.models import build_model, count_macs
 
-    key = str(device)
+    key = (str(device), float(width), int(image_size))
     with _RATE_LOCK:
         if key not in _RATES:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(0)
-                model = build_model(ModelConfig(depth=20)).to(device).eval()
-            x = torch.randn(32, 3, 32, 32, device=device)
+                model = build_model(ModelConfig(depth=20, width=width)).to(device).eval()
+            x = torch.randn(256, 3, image_size, image_size, device=device)
             if device.type == "cpu":
                 model = model.to(memory_format=torch.channels_last)
                 x = x.contiguous(memory_format=torch.channels_last)
             times = []
             with torch.no_grad():
-                model(x)  # warm-up: allocator and kernel selection
+                model(x)  # warm-up: allocator and kernel selection (the first passes run slower)
+                model(x)
                 for _ in range(3):
                     t0 = time.perf_counter()
                     model(x)
                     if device.type == "cuda":
                         torch.cuda.synchronize(device)
                     times.append(time.perf_counter() - t0)
-            _RATES[key] = count_macs(model) * 32 / max(min(times), 1e-6)
+            _RATES[key] = count_macs(model, (image_size, image_size)) * 256 / max(min(times), 1e-6)
         return _RATES[key]
 
 

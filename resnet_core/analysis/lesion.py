@@ -17,7 +17,8 @@ The unrolled view x_L = x_l + Σ F(x_i) (He et al. 2016, eq. 4) is tested on one
 zero up to float error for pre-activation identity shortcuts, not for post-activation nets, where the
 ReLU after each addition changes what is added.
 
-Departures: 1,000 test images and 2 draws per k by default (the page's time budget on a 2-core CPU; the
+Departures: 1,000 test images and 2 draws per k by default (the page's one-minute budget on a 2-core
+CPU: the community ResNet-56 took 16 s at 500 images, bench/why_defaults.py; the
 paper's 10,000 images is ``images=10000``, and ``draws`` goes to 1,000); any depth, not only 110; on a
 folder of images every image is scored.
 

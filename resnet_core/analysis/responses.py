@@ -7,8 +7,9 @@ respond less: their branches are closer to zero), and deeper ResNets less than s
 
 Here: every BatchNorm that directly follows a 3x3 convolution (``probes.response_layers``: the stem's
 and both of each basic post-activation block's), in eval mode (BN with its running statistics), the std
-over all elements of the layer's output across every test image measured (1,000 by default, the
-paper's 10,000 with ``images=10000``; on a folder, every image). For a pre-activation net the second 3x3
+over all elements of the layer's output across every test image measured (the paper's 10,000 by
+default, as many as the test set has: one forward pass each, about 20 s for the community ResNet-56 on
+a 2-core CPU (bench/why_defaults.py); on a folder, every image). For a pre-activation net the second 3x3
 conv of each block enters the addition with no BN after it: the paper's quantity is undefined there, and
 only the stem's BN and the BN after each block's first 3x3 conv (bn2) are measured; for bottleneck nets, the BN after the middle 3x3
 conv (the paper's Fig. 7 shows basic-block nets only). The result says which in ``note``.
@@ -89,6 +90,6 @@ ANALYSIS = register(Analysis(
         "ResNets less than shallower ones. One number per layer in network order, and the same sorted by "
         "magnitude; BN in eval mode with its running statistics."),
     needs="trained",
-    defaults={"images": 1000, "batch_size": 250},
+    defaults={"images": 10000, "batch_size": 250},
     fn=run, cost=_cost, check=_check, paper={"images": 10000},
 ))

@@ -216,7 +216,7 @@ def test_estimate_cost_is_the_hand_count_of_multiply_adds_over_the_rate(monkeypa
     counted as one forward, the sweep at the main batch size, a depth of the sweep left out."""
     import resnet_core.analysis as analysis
 
-    monkeypatch.setattr(analysis, "forward_rate", lambda device: 1e9)
+    monkeypatch.setattr(analysis, "forward_rate", lambda device, width=1.0, image_size=32: 1e9)
     macs = {d: count_macs(build_model(ModelConfig(depth=d)), (32, 32)) for d in (8, 14)}
     src = ModelSource(config=ModelConfig(depth=8))
     one = estimate_cost("gradient-flow", src, {"batch_size": 4})

@@ -31,8 +31,9 @@ def tab(ctx: WhyContext, name: str = NAME) -> None:
     c3, c4, c5 = st.columns(3)
     paper = c5.checkbox("The paper's setting (all 10,000 test images)", False, key="why_le_paper",
                         help="Veit et al. score the whole CIFAR-10 test set; the default fits the time budget here.")
-    images = c3.number_input("Test images", 50, 10000, 500, 50, key="why_le_images", disabled=paper)
-    draws = c4.number_input("Random draws per k and per reordering", 1, 1000, 2, key="why_le_draws")
+    default = view.available()[NAME].defaults   # the core's: sized to the page's time budget
+    images = c3.number_input("Test images", 50, 10000, default["images"], 50, key="why_le_images", disabled=paper)
+    draws = c4.number_input("Random draws per k and per reordering", 1, 1000, default["draws"], key="why_le_draws")
     settings = {"images": 10000 if paper else int(images), "draws": int(draws)}
     problem = None
     requests = []

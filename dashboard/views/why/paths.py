@@ -24,9 +24,13 @@ def tab(ctx: WhyContext, name: str = NAME) -> None:
     paper = c3.checkbox("The paper's setting (1,000 draws per length)", False, key="why_pa_paper",
                         disabled=not measure, help="Veit et al. average about 1,000 measurements per length over "
                         "training batches; the default is what fits a 2-core CPU in a minute or so.")
-    draws = c4.number_input("Random draws per length", 1, 1000, 8, key="why_pa_draws", disabled=not measure or paper)
-    batches = c5.number_input("Random training batches", 1, 1000, 2, key="why_pa_batches", disabled=not measure)
-    batch = c6.number_input("Images per batch", 1, 256, 8, key="why_pa_batch", disabled=not measure)
+    default = view.available()[NAME].defaults   # the core's: sized to the page's time budget
+    draws = c4.number_input("Random draws per length", 1, 1000, default["draws"], key="why_pa_draws",
+                            disabled=not measure or paper)
+    batches = c5.number_input("Random training batches", 1, 1000, default["batches"], key="why_pa_batches",
+                              disabled=not measure)
+    batch = c6.number_input("Images per batch", 1, 256, default["batch_size"], key="why_pa_batch",
+                            disabled=not measure)
     settings = {"measure": bool(measure), "draws": 1000 if paper else int(draws), "batches": int(batches),
                 "batch_size": int(batch)}
     requests, problem = [], None

@@ -26,7 +26,8 @@ def tab(ctx: WhyContext, name: str = NAME) -> None:
                            default=[d for d in default if d], key="why_re_models", format_func=options.get)
     c1, c2 = st.columns(2)
     paper = c2.checkbox("The paper's setting (all 10,000 test images)", False, key="why_re_paper")
-    images = c1.number_input("Test images", 50, 10000, 1000, 50, key="why_re_images", disabled=paper)
+    default = view.available()[NAME].defaults   # the core's: the paper's 10,000 fits the page's budget
+    images = c1.number_input("Test images", 50, 10000, default["images"], 50, key="why_re_images", disabled=paper)
     settings = {"images": 10000 if paper else int(images)}
     requests, problem = [], None
     for spec in picks:
