@@ -316,3 +316,21 @@ def live_panel():
 
 
 live_panel()
+
+
+def _statuses(runs: list[str]) -> tuple[str, ...]:
+    return tuple(store.get(r).status for r in runs if (store.root / r).is_dir())
+
+
+if period is not None and period > 1.0:
+    watched = _statuses(shown)
+
+    @st.fragment(run_every=1.0)
+    def end_watch():
+        # The charts redraw every few seconds (5 s on 2 cores: a redraw costs CPU the runs need), but a
+        # run that starts, ends or fails shows within a second: reading the shown runs' status files
+        # costs next to nothing, and only a change reruns the page.
+        if _statuses(shown) != watched:
+            st.rerun()
+
+    end_watch()

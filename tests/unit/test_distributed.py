@@ -245,9 +245,10 @@ def test_reproduce_spreads_a_presets_runs_over_devices_into_one_group(tmp_path, 
     assert sorted(i.run_id for i in infos) == sorted(r["run_id"] for r in out["runs"])
     assert {RunConfig.from_dict(i.config).group for i in infos} == {out["group"]}
     assert all(r["steps"] == 2 for r in out["runs"])
-    # Two device slots, three runs: the first two trained side by side, the third waited for a slot.
+    # Two device slots, three runs: the first two to start (longest first, not the preset's order) trained
+    # side by side, the third waited for a slot.
     by_id = {i.run_id: i for i in infos}
-    created = [by_id[r["run_id"]].created for r in out["runs"]]
-    finished = [by_id[r["run_id"]].summary["finished"] for r in out["runs"]]
-    assert max(created[:2]) < min(finished[:2]) and created[2] >= min(finished[:2])
+    started = sorted((by_id[r["run_id"]].created, by_id[r["run_id"]].summary["finished"]) for r in out["runs"])
+    first_end = min(end for _, end in started[:2])
+    assert started[1][0] < first_end and started[2][0] >= first_end
     assert all(by_id[r["run_id"]].config["train"]["device"] == "cpu" for r in out["runs"])
