@@ -94,12 +94,14 @@ def group_result(group: str, runs: list[RunInfo]) -> GroupResult | None:
 
 
 def expected_duration(cfgs: list[RunConfig], device: str = "auto",
-                      ahead: list[tuple[RunConfig, int]] | None = None) -> str:
+                      ahead: list[tuple[RunConfig, int]] | None = None, start_wait_s: float | None = 0.0) -> str:
     """The core's estimate of how long these runs take here (behind the runs ``ahead``, training or
-    queued now), as a person reads it; "not measured yet" until this machine's calibration exists."""
+    queued now, after ``start_wait_s`` for a training process to be ready), as a person reads it;
+    "not measured yet" until this machine's calibration exists."""
     seconds = costmodel.estimate_seconds(cfgs, device, ahead=ahead)
     if seconds is None:
         return "not estimated yet (timing a few training steps on this machine)"
+    seconds += start_wait_s or 0.0
     return "estimated " + duration_text(seconds) + (" after the runs ahead of it" if ahead else "")
 
 

@@ -15,7 +15,8 @@ Protocol (one JSON object per line). The server writes commands to this process'
 "resume": bool}``, ``{"cmd": "threads", "n": N}`` (taken at the next logged step), ``{"cmd": "stop"}``,
 ``{"cmd": "pause"}``, ``{"cmd": "resume"}``, ``{"cmd": "exit"}``.
 It answers on the original stdout (everything else the process prints goes to stderr):
-``{"type": "ready"}``, then per run ``start``, ``step`` (at most 5 a second), ``done`` (status).
+``{"type": "ready"}``, ``{"type": "warm"}`` after each prefetch or warm-up, then per run ``start``,
+``step`` (at most 5 a second), ``done`` (status).
 The run itself writes everything into its run directory, which the pages read.
 
 Run as ``python -m dashboard.run_process``; never imports Streamlit.
@@ -203,8 +204,10 @@ class _Process:
                     self.dataset(DataConfig.from_dict(cmd["data"]))
                 except Exception as e:  # noqa: BLE001 - the run that needs this data set reports it
                     print(f"prefetch failed: {type(e).__name__}: {e}", file=sys.stderr)
+                self.send({"type": "warm"})
             elif kind == "warmup":
                 self.warmup(cmd)
+                self.send({"type": "warm"})
             elif kind == "run":
                 self.run(cmd)
 

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from resnet_core.config import DataConfig, RunConfig
+from resnet_core.experiments import costmodel
 from resnet_core.experiments.costmodel import longest_first
 from resnet_core.training.runs import ACTIVE, RunStore, RunWriter, default_runs_dir
 
@@ -72,6 +73,9 @@ class _Child:
         self.proc = subprocess.Popen([sys.executable, "-m", "dashboard.run_process"], cwd=str(ROOT), env=env,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
         self.ready = threading.Event()
+        self.started = time.perf_counter()
+        self.head_start = 0                # prefetches and warm-ups sent at its start
+        self.warm_s: float | None = None   # start to the end of those
         self.dead = False
         self.handler = None            # called with each message while the child trains a run
         self._send_lock = threading.Lock()
@@ -85,6 +89,12 @@ class _Child:
                 continue
             if msg.get("type") == "ready":
                 self.ready.set()
+                continue
+            if msg.get("type") == "warm":
+                self.head_start -= 1
+                if self.head_start == 0 and self.warm_s is None:   # its start, as measured on this machine
+                    self.warm_s = time.perf_counter() - self.started
+                    costmodel.record_process_start(self.warm_s)
                 continue
             handler = self.handler
             if handler is not None:
@@ -128,6 +138,7 @@ class _Pool:
 
     def _spawn(self) -> _Child:
         child = _Child()
+        child.head_start = len(self._prefetched) + (self._warmup is not None)
         for data in self._prefetched:
             child.send({"cmd": "prefetch", "data": data})
         if self._warmup is not None:
@@ -169,6 +180,21 @@ class _Pool:
             busy = sum(1 for c in self._all if not c.dead and c.proc.poll() is None and c not in self._idle)
             while len(self._idle) + busy < n:
                 self._idle.append(self._spawn())
+
+    def start_wait_s(self) -> float | None:
+        """Seconds a run handed to this pool now waits for a warm process: none when an idle one is warm,
+        else what is left of a starting one's (or a new one's) start, as measured on this machine (None
+        before any process has started here)."""
+        with self._lock:
+            idle = [c for c in self._idle if not c.dead and c.proc.poll() is None]
+        if any(c.ready.is_set() and c.head_start <= 0 for c in idle):   # started, data and kernels loaded
+            return 0.0
+        measured = costmodel.process_start_seconds()
+        if measured is None:
+            return None
+        if not idle:
+            return measured
+        return max(0.0, measured - (time.perf_counter() - max(c.started for c in idle)))
 
     def close(self) -> None:
         with self._lock:
@@ -447,6 +473,14 @@ class RunManager:
             job = self._running.get(run_id) or next(
                 (j for q in self._queues.values() for j in q if j.run_id == run_id), None)
             return job.live if job is not None else None
+
+    def start_wait_s(self) -> float | None:
+        """Seconds a Start clicked now waits for its training process to be ready (0 when a warm one is
+        idle; the queue behind other runs is ``ahead``'s)."""
+        with self._lock:
+            if len(self._running) >= self.max_concurrent:
+                return 0.0
+        return _POOL.start_wait_s()
 
     def ahead(self) -> list[tuple[RunConfig, int]]:
         """(config, steps done) of every run training or queued now: what a new Start waits behind."""

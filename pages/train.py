@@ -55,6 +55,7 @@ if setup.errors:
     st.error("Fix the settings marked in the sidebar to start a run: " + "; ".join(setup.errors.values()), icon="🚫")
 cfg = setup.config
 ahead = manager.ahead()   # estimates count the runs already training or queued
+start_wait = manager.start_wait_s()   # and what is left of a training process's start here
 c1, c2, c3 = st.columns([1, 1.3, 3])
 c1.button("Start", type="primary", key="start", disabled=not setup.ok, on_click=_start,
           args=([cfg], cfg.label if cfg else ""), help="Train the network set up in the sidebar")
@@ -72,14 +73,14 @@ with c3.popover("Experiments from the papers"):
                   on_click=_start_preset, args=(key,))
         if runs:
             st.caption(f"{len(runs)} runs ({', '.join(r.label for r in runs)}), "
-                       f"{preset_groups.expected_duration(runs, cfg.train.device, ahead)}. "
+                       f"{preset_groups.expected_duration(runs, cfg.train.device, ahead, start_wait)}. "
                        f"Look for: {preset.what_to_look_for}")
         else:
             st.caption(f"Look for: {preset.what_to_look_for}")
 if setup.ok:
     st.caption(f"Expected duration: **Start** ({cfg.label}) "
-               f"{preset_groups.expected_duration([cfg], cfg.train.device, ahead)}, "
-               f"**Start twin** {preset_groups.expected_duration(preset_groups.twin(cfg), cfg.train.device, ahead)} "
+               f"{preset_groups.expected_duration([cfg], cfg.train.device, ahead, start_wait)}, "
+               f"**Start twin** {preset_groups.expected_duration(preset_groups.twin(cfg), cfg.train.device, ahead, start_wait)} "
                f"({scale} scale; runs beyond {manager.max_concurrent} at once queue; "
                f"{preset_groups.estimate_basis(cfg.train.device)}).")
 

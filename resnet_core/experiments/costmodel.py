@@ -266,6 +266,30 @@ def calibrate(device: str = "cpu", thread_counts: list[int] | None = None, save:
     return cal
 
 
+def _process_start_path() -> Path:
+    return cache_path("cpu").with_name(cache_path("cpu").name.replace("cost-cpu-", "process-start-"))
+
+
+def record_process_start(seconds: float) -> None:
+    """Keeps how long a fresh training process took here to be ready to train (interpreter, torch, the
+    data prefetched, a warm-up's kernels): the dashboard adds what is left of it to a Start's estimate."""
+    path = _process_start_path()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"seconds": round(float(seconds), 3), "measured_at": time.time()}))
+        os.replace(tmp, path)
+    except OSError:   # a read-only cache: the estimate simply leaves the start out
+        pass
+
+
+def process_start_seconds() -> float | None:
+    try:
+        return float(json.loads(_process_start_path().read_text())["seconds"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 _loaded: dict[tuple[str, int], Calibration] = {}
 
 
