@@ -77,12 +77,24 @@ with c3.popover("Experiments from the papers"):
                        f"Look for: {preset.what_to_look_for}")
         else:
             st.caption(f"Look for: {preset.what_to_look_for}")
-if setup.ok:
+
+
+# While a training process is still starting, the estimate is redrawn each second: it is for a click
+# now, and the start it waits for shrinks while the user reads.
+@st.fragment(run_every=1.0 if start_wait else None)
+def expected_durations():
+    wait = manager.start_wait_s() if start_wait else start_wait
     st.caption(f"Expected duration: **Start** ({cfg.label}) "
-               f"{preset_groups.expected_duration([cfg], cfg.train.device, ahead, start_wait)}, "
-               f"**Start twin** {preset_groups.expected_duration(preset_groups.twin(cfg), cfg.train.device, ahead, start_wait)} "
+               f"{preset_groups.expected_duration([cfg], cfg.train.device, ahead, wait)}, "
+               f"**Start twin** {preset_groups.expected_duration(preset_groups.twin(cfg), cfg.train.device, ahead, wait)} "
                f"({scale} scale; runs beyond {manager.max_concurrent} at once queue; "
                f"{preset_groups.estimate_basis(cfg.train.device)}).")
+    if start_wait and not wait:
+        st.rerun()   # the process is ready: a full rerun stops this timer
+
+
+if setup.ok:
+    expected_durations()
 
 
 # --- which runs this page shows -------------------------------------------------------------------
