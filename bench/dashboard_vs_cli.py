@@ -241,7 +241,7 @@ def main() -> int:
               "against the dashboard)")
     if not a.skip_preset:
         clip = cli_preset(work / "cli-preset", env)
-        print(f"Degradation (Fig. 6), quick, 2 at once:")
+        print("Degradation (Fig. 6), quick, 2 at once:")
         print(f"  dashboard: {dash['preset_wall_s']:.1f} s; verdict {'holds' if dash['preset_holds'] else 'FAILS'}: "
               f"{dash['preset_verdict']}")
         print(f"  CLI:       {clip['wall_s']:.1f} s; verdict {'holds' if clip['holds'] else 'FAILS'}: {clip['verdict']}")

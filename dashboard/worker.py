@@ -29,7 +29,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from resnet_core.config import DataConfig, RunConfig
@@ -194,7 +194,8 @@ class _Pool:
             return None
         if not idle:
             return measured
-        return max(0.0, measured - (time.perf_counter() - max(c.started for c in idle)))
+        # the next run takes the oldest idle process, the nearest to ready
+        return max(0.0, measured - (time.perf_counter() - min(c.started for c in idle)))
 
     def close(self) -> None:
         with self._lock:

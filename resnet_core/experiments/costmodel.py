@@ -267,7 +267,8 @@ def calibrate(device: str = "cpu", thread_counts: list[int] | None = None, save:
 
 
 def _process_start_path() -> Path:
-    return cache_path("cpu").with_name(cache_path("cpu").name.replace("cost-cpu-", "process-start-"))
+    calibration = cache_path("cpu")   # the same machine key: one file per machine beside its calibration
+    return calibration.with_name(calibration.name.replace("cost-cpu-", "process-start-"))
 
 
 def record_process_start(seconds: float) -> None:
@@ -398,11 +399,6 @@ def schedule_seconds(cal: Calibration, cfgs: list[RunConfig], parallel: int, *,
                     finished = t
     return finished
 
-
-
-def forward_macs(model: ModelConfig, image_size: int) -> int:
-    """Multiply-adds of one image's forward pass, from the config (no model is built)."""
-    return config_macs(model, image_size)
 
 
 def longest_first(cfgs: list[RunConfig], device_type: str = "cpu") -> list[int]:

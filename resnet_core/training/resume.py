@@ -94,7 +94,7 @@ def reopen(plan: ResumePlan, config: RunConfig | None = None, status: str = "que
     """Takes the run's writer lock (a second resume gets ``RunBusy``), drops what was recorded after the
     checkpoint's step, removes a stop request, and returns a writer appending to the run (its creation
     time kept, so it stays where it was in the lists)."""
-    path, step = plan.path, plan.step
+    path = plan.path
     lock = RunLock(path)
     try:
         # Under the lock, a run still marked queued or running has lost its writer (interrupted); one that

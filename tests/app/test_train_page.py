@@ -158,8 +158,8 @@ def test_failed_and_diverged_runs_show_why_without_a_traceback(runs_dir, tmp_pat
 
 
 def test_scale_is_picked_for_the_device_said_and_sets_the_sidebar(runs_dir):
-    from resnet_core.experiments import presets as core
     from resnet_core.experiments import scales
+
     at = AppTest.from_file(PAGE, default_timeout=60).run()
     assert not at.exception
     picked = scales.default_scale("auto")
@@ -195,8 +195,8 @@ def test_scale_is_picked_for_the_device_said_and_sets_the_sidebar(runs_dir):
 
 
 def test_the_default_start_on_a_cpu_is_the_quick_scale_run(runs_dir):
-    from resnet_core.experiments import presets as core
     from resnet_core.experiments import scales
+
     if scales.default_scale("auto") != "quick":
         pytest.skip("a CUDA GPU is here: the default is the paper scale")
     at = AppTest.from_file(PAGE, default_timeout=60).run()
@@ -219,7 +219,7 @@ def test_preset_popover_lists_the_four_presets_with_what_to_look_for_and_duratio
     import re
 
     from resnet_core.experiments import presets as core
-    from resnet_core.experiments import scales
+
     at = AppTest.from_file(PAGE, default_timeout=60).run()
     labels = {b.key: b.label for b in at.button}
     for key, preset in core.PRESETS.items():

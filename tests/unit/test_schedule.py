@@ -1,6 +1,4 @@
 """How the cost model schedules runs that train at once: CPU cores divided, one GPU shared."""
-import dataclasses
-
 import pytest
 
 from resnet_core.config import ModelConfig, RunConfig, TrainConfig

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from resnet_core.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-from resnet_core.data import BatchLoader, load_dataset
+from resnet_core.data import BatchLoader
 from resnet_core.training.loop import lr_at, train
 
 SMALL_DATA = DataConfig(n_train=256, n_test=64)
