@@ -252,3 +252,21 @@ def test_a_preset_started_from_the_page_is_one_group_with_one_seed(runs_dir):
     assert len(configs) == 2 and [c["model"]["preact"] for c in configs] == [False, True]
     assert len({c["group"] for c in configs}) == 1 and configs[0]["group"].startswith("preact/")
     assert len({c["train"]["seed"] for c in configs}) == 1
+
+
+def test_the_start_estimate_includes_what_is_left_of_a_training_process_start(runs_dir, calibrated, monkeypatch):
+    """On a fresh server the first Start waits for its training process (torch, the data, a warm-up):
+    the page's estimate adds what is left of it. Bug caught: the estimate counted the steps alone and
+    the first Start took 43% longer than it said."""
+    import re
+
+    from dashboard import preset_groups
+    from dashboard.worker import RunManager
+    from resnet_core.experiments import costmodel, scales
+
+    steps_alone = costmodel.estimate_seconds([scales.scale_config("quick", device="cpu")], "cpu")
+    monkeypatch.setattr(RunManager, "start_wait_s", lambda self: 600.0)
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    (start,) = [c.value for c in at.caption if c.value.startswith("Expected duration: **Start**")]
+    shown = re.match(r"Expected duration: \*\*Start\*\* \(.+?\) (estimated about [\d.]+ (s|min|h))", start).group(1)
+    assert shown == "estimated " + preset_groups.duration_text(steps_alone + 600.0), start

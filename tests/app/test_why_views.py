@@ -3,6 +3,7 @@ nothing to run, the shared run panel's export and its one error line for a resul
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
@@ -91,3 +92,20 @@ def test_run_panel_a_result_it_cannot_draw_is_one_error_line(runs_dir):
     assert not at.exception
     assert [e.value for e in at.error] == ["The result could not be drawn (KeyError: 'missing')."]
     assert not at.get("download_button") and not at.get("plotly_chart")
+
+
+def test_paths_lesion_and_responses_show_the_cores_defaults(runs_dir):
+    """The page's inputs start at the core's defaults, sized to the page's minute (bench/why_defaults.py),
+    the same the CLI uses. Bug caught: the page's lesion study defaulted to 500 images while the core
+    said 1,000, and paths kept 8 draws over 2 batches after the core's grew."""
+    from streamlit.testing.v1 import AppTest
+
+    from resnet_core.analysis import ANALYSES
+
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[2] / "pages" / "why.py"), default_timeout=120).run()
+    shown = {w.key: w.value for w in at.number_input}
+    paths, lesion, responses = (ANALYSES[n].defaults for n in ("paths", "lesion", "responses"))
+    expected = {"why_pa_draws": paths["draws"], "why_pa_batches": paths["batches"],
+                "why_pa_batch": paths["batch_size"], "why_le_images": lesion["images"],
+                "why_le_draws": lesion["draws"], "why_re_images": responses["images"]}
+    assert {k: shown.get(k) for k in expected} == expected, sorted(shown)
