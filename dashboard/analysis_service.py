@@ -154,7 +154,7 @@ class Estimator:
             self._pending.discard(key)
 
     def summary(self, requests: list[Request], device: str = "cpu") -> tuple[str, str]:
-        """("ready", "Estimated about 12 s: ..."), ("failed", the first refusal) or ("pending", "")."""
+        """("ready", "Estimated about 12 s: ... (basis: ...)"), ("failed", the first refusal) or ("pending", "")."""
         answers = [(r, *self.get(r, device)) for r in requests]
         for r, state, value in answers:
             if state == "failed":
@@ -163,7 +163,9 @@ class Estimator:
             return "pending", ""
         total = sum(float(value.get("seconds", 0.0)) for _, _, value in answers)
         details = "; ".join(str(value.get("detail", "")) or r.label for r, _, value in answers)
-        return "ready", f"Estimated {format_seconds(total)}: {details}"
+        bases = list(dict.fromkeys(str(value["basis"]) for _, _, value in answers if value.get("basis")))
+        basis = f" (basis: {'; '.join(bases)})" if bases else ""
+        return "ready", f"Estimated {format_seconds(total)}: {details}{basis}"
 
     def wait(self, timeout: float) -> bool:
         """True when nothing is being estimated (within ``timeout`` seconds)."""

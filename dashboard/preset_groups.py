@@ -107,7 +107,7 @@ def expected_duration(cfgs: list[RunConfig], device: str = "auto",
 
 def estimate_basis(device: str = "auto") -> str:
     """Where the page's durations come from, in one line."""
-    from resnet_core.experiments.costmodel import load_calibration
+    from resnet_core.experiments.costmodel import estimate_basis, load_calibration
     from resnet_core.device import resolve_device
 
     try:
@@ -115,7 +115,7 @@ def estimate_basis(device: str = "auto") -> str:
     except RuntimeError:
         kind = "cpu"
     cal = load_calibration(kind)
-    return cal.basis if cal is not None else "this machine's training speed is being measured"
+    return estimate_basis(cal) if cal is not None else "this machine's training speed is being measured"
 
 
 def duration_text(seconds: float | None) -> str:

@@ -25,8 +25,9 @@ import torch
 import dataclasses
 
 from resnet_core.config import ConfigError, DataConfig, ModelConfig
+from resnet_core import history
 from resnet_core.analysis.base import (Analysis, AnalysisContext, AnalysisError, Cancelled, ModelSource, PeakMemory, cache_path,
-                   forward_rate, merge_settings, read_cache, setting_used, write_cache)
+                   forward_rate, known_rate, merge_settings, read_cache, setting_used, write_cache)
 
 ANALYSES: dict[str, Analysis] = {}
 
@@ -149,15 +150,46 @@ def run_analysis(name: str, source: ModelSource, *, data: DataConfig | None = No
     result.setdefault("peak_memory_mb", round(mem.mb, 1))
     result["cached"] = False
     write_cache(path, result)
+    _learn(analysis, ctx, merged, seconds)
     if progress is not None:
         progress(1.0, "done")
     return result
 
 
+def _rate_size(ctx: AnalysisContext) -> tuple[float, int, str]:
+    """(width, input size, the model's key in the estimates' history) of the analysed net."""
+    from resnet_core.nets.checkpoints import CheckpointError
+    from resnet_core.data import DataError
+
+    try:
+        cfg, size = ctx.model_config(), ctx.resolved_data_config().image_size
+    except (ConfigError, CheckpointError, DataError, FileNotFoundError, AnalysisError):
+        return 1.0, 32, "unknown"
+    return cfg.width, size, f"{cfg.name} {size}px {'trained' if ctx.trained_available else 'init'}"
+
+
+def _learn(analysis: Analysis, ctx: AnalysisContext, settings: dict, seconds: float) -> None:
+    """Keeps how long the analysis took against its cost model, when this process has the rate already
+    (the page and ``analyze --estimate`` measure it; a bare ``analyze`` is not slowed to learn)."""
+    if analysis.cost is None:
+        return
+    width, size, model = _rate_size(ctx)
+    rate = known_rate(ctx.device, width, size)
+    if rate is None:
+        return
+    try:
+        macs, _ = analysis.cost(ctx, settings)
+    except Exception:  # noqa: BLE001 - learning must never fail an analysis that succeeded
+        return
+    history.record("analysis", analysis.name, model, ctx.device.type, macs / rate, seconds)
+
+
 def estimate_cost(name: str, source: ModelSource, settings: dict | None = None,
                   data: DataConfig | None = None, device="cpu", runs_dir=None) -> dict:
-    """{"seconds": float, "detail": "441 grid points x 500 images x 1 forward"}: the analysis's forward-pass
-    multiply-adds over this device's measured ResNet-20 forward rate (a backward counts as two forwards)."""
+    """{"seconds": float, "detail": "441 grid points x 500 images x 1 forward", "basis": "..."}: the
+    analysis's forward-pass multiply-adds over this device's measured ResNet-20 forward rate at the analysed
+    net's width and input size (a backward counts as two forwards), times what this analysis took here
+    against that count in its last runs (``resnet_core/history.py``)."""
     from resnet_core.nets.checkpoints import CheckpointError
     from resnet_core.data import DataError
 
@@ -165,18 +197,18 @@ def estimate_cost(name: str, source: ModelSource, settings: dict | None = None,
     merged = merge_settings(analysis, settings)
     ctx = _context(analysis, source, data, device, runs_dir, None, None)
     if analysis.cost is None:
-        return {"seconds": 0.0, "detail": "a moment"}
+        return {"seconds": 0.0, "detail": "a moment", "basis": "no cost model"}
     try:
         macs, detail = analysis.cost(ctx, merged)
     except (ConfigError, CheckpointError, DataError, FileNotFoundError) as e:
         raise _user_error(e) from None
+    width, size, model = _rate_size(ctx)
+    rate = forward_rate(ctx.device, width, size)
+    correction, learned = history.factor("analysis", name, model, ctx.device.type)
+    basis = f"{rate / 1e9:.0f} GMAC/s measured here ({ctx.device.type}), {learned}"
     # Three significant digits, not two decimals: a tiny net's estimate is milliseconds, and a
     # rounded 0.0 would read as "free" and hide that a sweep costs more than one net.
-    try:   # the rate of a net of the analysed one's width and input size
-        width, size = ctx.model_config().width, ctx.resolved_data_config().image_size
-    except (ConfigError, CheckpointError, DataError, FileNotFoundError, AnalysisError):
-        width, size = 1.0, 32
-    return {"seconds": float(f"{macs / forward_rate(ctx.device, width, size):.3g}"), "detail": detail}
+    return {"seconds": float(f"{macs / rate * correction:.3g}"), "detail": detail, "basis": basis}
 
 
 __all__ = ["ANALYSES", "Analysis", "AnalysisContext", "AnalysisError", "Cancelled", "ModelSource", "NEEDS",

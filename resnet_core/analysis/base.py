@@ -365,8 +365,10 @@ def forward_rate(device: torch.device, width: float = 1.0, image_size: int = 32)
     250 (per-layer overhead, not arithmetic, sets small nets' time), so one rate from a big net at batch
     32 made the quick runs' estimates 2-2.5x short (bench/why_defaults.py). On the CPU it is timed
     in channels_last, the layout the analyses run in there (oneDNN's NHWC kernels ran the 32x32 pass at
-    46 against 27-30 GMAC/s for NCHW), and the fastest of three passes counts, so one pass slowed by
-    other work does not set the rate for the whole process."""
+    46 against 27-30 GMAC/s for NCHW). The median of five passes counts, so one pass slowed by other work
+    does not set the rate for the whole process, nor one fast pass (on the 2-core VM one process's passes
+    ran at 75 or at 120 GMAC/s from one moment to the next). What an analysis's own mix of batches and
+    passes makes of this rate is learned from its runs here (``resnet_core/history.py``)."""
     from resnet_core.nets.models import build_model, count_macs
 
     key = (str(device), float(width), int(image_size))
@@ -383,14 +385,20 @@ def forward_rate(device: torch.device, width: float = 1.0, image_size: int = 32)
             with torch.no_grad():
                 model(x)  # warm-up: allocator and kernel selection (the first passes run slower)
                 model(x)
-                for _ in range(3):
+                for _ in range(5):
                     t0 = time.perf_counter()
                     model(x)
                     if device.type == "cuda":
                         torch.cuda.synchronize(device)
                     times.append(time.perf_counter() - t0)
-            _RATES[key] = count_macs(model, (image_size, image_size)) * 256 / max(min(times), 1e-6)
+            _RATES[key] = count_macs(model, (image_size, image_size)) * 256 / max(sorted(times)[2], 1e-6)
         return _RATES[key]
+
+
+def known_rate(device: torch.device, width: float = 1.0, image_size: int = 32) -> float | None:
+    """``forward_rate`` if this process has measured it already, else None (nothing is timed)."""
+    with _RATE_LOCK:
+        return _RATES.get((str(device), float(width), int(image_size)))
 
 
 @functools.lru_cache(maxsize=64)

@@ -35,7 +35,7 @@ def run(a) -> int:
               file=sys.stderr)
         cal = costmodel.calibrate(a.device)
     parallel = a.parallel or runs_at_once()
-    out = {"machine": cal.machine, "basis": cal.basis, "parallel": parallel, "startup_s": round(cal.startup_s, 3),
+    out = {"machine": cal.machine, "basis": costmodel.estimate_basis(cal), "parallel": parallel, "startup_s": round(cal.startup_s, 3),
            "coefficients": {str(t): {"fixed_s": round(c[0], 5), "per_layer_s": round(c[1], 6),
                                      "per_gmac_s": round(c[2], 5)} for t, c in cal.coefficients.items()},
            "samples": cal.samples,

@@ -26,6 +26,7 @@ import os
 import platform
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -357,24 +358,74 @@ def run_work(cfg: RunConfig, n_train: int | None = None, n_test: int | None = No
     return left + eval_images / (3 * cfg.train.batch_size)
 
 
+def fixed_seconds(cal: Calibration, cfg: RunConfig, n_train: int | None = None) -> float:
+    """A run's own cost besides its steps and evaluations: set-up, checkpoints, files, feature maps."""
+    steps = cfg.train.total_steps(n_train if n_train is not None else cfg.data.n_train)
+    every = cfg.train.feature_maps_every
+    snapshots = (2 + steps // every) if every else 0   # at step 1, every ``every`` steps, at the end
+    return cal.startup_s + snapshots * cal.snapshot_s
+
+
+def _history_key(cal: Calibration, threads: int) -> str:
+    return f"{threads} thread(s)" if cal.device == "cpu" else cal.device
+
+
+def record_run(cfg: RunConfig, threads: int, seconds: float, n_train: int | None = None,
+               n_test: int | None = None) -> None:
+    """Keeps what a whole run took (``seconds``, trained at ``threads`` throughout) against this machine's
+    calibrated estimate of it, so that later estimates carry the difference (``resnet_core/history.py``):
+    the steps were timed in short bursts, a run trains for minutes beside the page, its probes and
+    evaluations. Nothing is kept where the machine has no calibration yet."""
+    from resnet_core import history
+    from resnet_core.device import resolve_device
+
+    try:
+        kind = resolve_device(cfg.train.device).type
+    except RuntimeError:
+        return
+    cal = load_calibration(kind)
+    if cal is None:
+        return
+    estimated = (run_work(cfg, n_train, n_test) * cal.step_seconds(cfg, threads) + fixed_seconds(cal, cfg, n_train))
+    history.record("runs", "train", _history_key(cal, threads), kind, estimated, seconds)
+
+
+def run_correction(cal: Calibration) -> tuple[Callable[[int], float], str]:
+    """(threads -> factor on the calibrated step cost, the basis in words) from the runs finished here."""
+    from resnet_core import history
+
+    def factor(threads: int) -> float:
+        return history.factor("runs", "train", _history_key(cal, threads), cal.device)[0]
+
+    cores = cal.machine.get("cores", os.cpu_count() or 1) if cal.device == "cpu" else 1
+    return factor, history.factor("runs", "train", _history_key(cal, cores), cal.device)[1]
+
+
+def estimate_basis(cal: Calibration) -> str:
+    """What an estimate rests on, in words: the timed steps and the runs finished here."""
+    learned = run_correction(cal)[1]
+    return f"{cal.basis}; {'runs finished here: ' + learned if learned.startswith('x') else 'no run finished here yet'}"
+
+
 def schedule_seconds(cal: Calibration, cfgs: list[RunConfig], parallel: int, *,
                      ahead: list[tuple[RunConfig, int]] | None = None,
-                     n_train: int | None = None, n_test: int | None = None) -> float:
+                     n_train: int | None = None, n_test: int | None = None,
+                     correction: Callable[[int], float] | None = None) -> float:
     """Seconds until every run of ``cfgs`` has finished, trained ``parallel`` at a time behind the
     runs ``ahead`` (config, steps already done: those training or queued now). On a CPU the cores are
     divided between the runs training at each moment (a run alone gets them all), as the dashboard's
     run manager does. On a GPU the runs at once share the one device: each steps at its own rate
     divided by their number. (On an H200, four Fig. 6 runs at once ran at 0.6 of one run's images/s in
-    all: these nets' steps are bound by kernel launches from one host, so sharing is not free.)"""
+    all: these nets' steps are bound by kernel launches from one host, so sharing is not free.)
+    ``correction(threads)`` multiplies the step cost at each thread count (``run_correction``)."""
 
     cores = cal.machine.get("cores", os.cpu_count() or 1) if cal.device == "cpu" else 1
     ahead = ahead or []
     order = [cfgs[i] for i in (longest_first(cfgs) if parallel > 1 else range(len(cfgs)))]
+    correction = correction or (lambda threads: 1.0)
+
     def overhead(c: RunConfig) -> float:   # the run's own cost besides its steps, in its steps
-        steps = c.train.total_steps(n_train if n_train is not None else c.data.n_train)
-        every = c.train.feature_maps_every
-        snapshots = (2 + steps // every) if every else 0   # at step 1, every ``every`` steps, at the end
-        return (cal.startup_s + snapshots * cal.snapshot_s) / cal.step_seconds(c, cores)
+        return fixed_seconds(cal, c, n_train) / cal.step_seconds(c, cores)
 
     pending = ([(c, run_work(c, steps_done=d)) for c, d in ahead]
                + [(c, run_work(c, n_train, n_test) + overhead(c)) for c in order])
@@ -387,7 +438,8 @@ def schedule_seconds(cal: Calibration, cfgs: list[RunConfig], parallel: int, *,
             nxt += 1
         threads = max(1, cores // len(active)) if cal.device == "cpu" else 1
         share = 1 if cal.device == "cpu" else len(active)
-        rate = {i: 1.0 / (cal.step_seconds(pending[i][0], threads) * share) for i in active}   # steps per second
+        rate = {i: 1.0 / (cal.step_seconds(pending[i][0], threads) * share * correction(threads))
+                for i in active}   # steps per second
         i_first = min(active, key=lambda i: active[i] / rate[i])
         dt = active[i_first] / rate[i_first]
         t += dt
@@ -430,7 +482,8 @@ def estimate_seconds(cfgs: list[RunConfig], device: str = "auto", parallel: int 
                      ahead: list[tuple[RunConfig, int]] | None = None) -> float | None:
     """Expected wall time of training ``cfgs``, ``parallel`` at a time (default: as the dashboard does,
     ``runs_at_once()``), on ``device``, behind the runs ``ahead`` (config, steps done), from this
-    machine's calibrated step costs (resnet_core/experiments/costmodel.py). None while this machine and device
+    machine's calibrated step costs (resnet_core/experiments/costmodel.py), corrected by what the runs
+    finished here took against them (``run_correction``). None while this machine and device
     have not been measured yet: no figure is better than one from another machine."""
     from resnet_core.device import resolve_device
 
@@ -443,4 +496,5 @@ def estimate_seconds(cfgs: list[RunConfig], device: str = "auto", parallel: int 
     cal = load_calibration(kind)
     if cal is None:
         return None
-    return schedule_seconds(cal, cfgs, parallel or runs_at_once(), ahead=ahead, n_train=n_train, n_test=n_test)
+    return schedule_seconds(cal, cfgs, parallel or runs_at_once(), ahead=ahead, n_train=n_train, n_test=n_test,
+                            correction=run_correction(cal)[0])

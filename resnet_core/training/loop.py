@@ -348,6 +348,7 @@ def train(cfg: RunConfig, on_event: OnEvent | None = None, stop: threading.Event
                 result.status = "stopped"
                 break
             if control.paused():
+                result.extra["paused"] = True   # its wall time is no measure of its cost (history.py)
                 with clock.excluded():
                     control.wait_out_pause()
                 continue

@@ -419,6 +419,8 @@ def execute_run(writer: RunWriter, stop: threading.Event | None = None, pause: t
     """Trains ``writer.config`` into its run directory; never raises for a failing run: the failure
     is recorded as status ``failed`` with the error, and every metric written so far is kept.
     ``train_options`` (``dist``, ``resume``) go to ``train``."""
+    import torch
+
     from resnet_core.data import load_dataset
     from resnet_core.training.loop import train
 
@@ -429,6 +431,7 @@ def execute_run(writer: RunWriter, stop: threading.Event | None = None, pause: t
 
     cfg = writer.config
     try:
+        t0, threads = time.perf_counter(), torch.get_num_threads()
         writer.set_status("running")
         ds = dataset if dataset is not None else load_dataset(cfg.data)
         writer.set_data_info(ds.classes, ds.mean, ds.std)
@@ -437,6 +440,12 @@ def execute_run(writer: RunWriter, stop: threading.Event | None = None, pause: t
                           train_acc=result.train_acc, test_loss=result.test_loss, test_acc=result.test_acc,
                           seconds=result.seconds, images_per_s=result.images_per_s, message=result.message,
                           finished=time.time())
+        # A whole run at one thread count, unpaused, on one process: what it took teaches the estimates
+        if (result.status == "finished" and not result.extra.get("paused") and torch.get_num_threads() == threads
+                and not train_options.get("resume") and train_options.get("dist") is None):
+            from resnet_core.experiments.costmodel import record_run
+
+            record_run(cfg, threads, time.perf_counter() - t0, n_train=len(ds.train_y), n_test=len(ds.test_y))
         return result
     except Exception as e:  # noqa: BLE001 - a failing run is data, not a crash
         dist = train_options.get("dist")

@@ -209,7 +209,7 @@ def test_cancel_stops_between_blocks():
         run_analysis("gradient-flow", ModelSource(config=ModelConfig(depth=8)), cancel=cancel, data=TINY_DATA)
 
 
-def test_estimate_cost_is_the_hand_count_of_multiply_adds_over_the_rate(monkeypatch):
+def test_estimate_cost_is_the_hand_count_of_multiply_adds_over_the_rate(monkeypatch, tmp_path):
     """At a fixed rate of 1 GMAC/s: a ResNet-8 at batch 4 costs 2 forwards + 1 backward (4 forwards) for
     it and for its pre-activation twin (the '+1' view); a sweep over depths 8 and 14 adds, per depth, the
     plain and residual nets at the sweep batch of 8, 4 forwards each. Catches a dropped twin, a backward
@@ -217,6 +217,7 @@ def test_estimate_cost_is_the_hand_count_of_multiply_adds_over_the_rate(monkeypa
     import resnet_core.analysis as analysis
 
     monkeypatch.setattr(analysis, "forward_rate", lambda device, width=1.0, image_size=32: 1e9)
+    monkeypatch.setenv("RESNET_LAB_CACHE", str(tmp_path))   # no history of earlier runs: the cost model alone
     macs = {d: count_macs(build_model(ModelConfig(depth=d)), (32, 32)) for d in (8, 14)}
     src = ModelSource(config=ModelConfig(depth=8))
     one = estimate_cost("gradient-flow", src, {"batch_size": 4})

@@ -154,3 +154,50 @@ def test_feature_map_snapshots_are_counted_per_run():
     run = _run(8, 100)
     run = dataclasses.replace(run, train=dataclasses.replace(run.train, feature_maps_every=25))
     assert cm.schedule_seconds(cal, [run], parallel=2) == pytest.approx(100 + 10 / (3 * 64) + 3.0, rel=1e-9)
+
+
+def test_finished_runs_correct_the_next_estimate_at_their_thread_count(tmp_path, monkeypatch):
+    """Hand computation: a calibration saying 0.5 s a step on 2 threads, 1 s on 1, no overhead. A run of
+    100 steps (and a 10-image test pass) finished on 2 threads in 1.5x its estimate: the next estimate of a
+    lone run (2 threads) is 1.5x the calibration's; a run at 1 thread, never seen, takes the same factor
+    (the median over the thread counts seen); once a 1-thread run finished at 0.8x, the 1-thread steps use
+    0.8 and the 2-thread ones keep 1.5. A stopped, paused or resumed run teaches nothing (execute_run).
+    Catches a correction ignored, applied to the wrong thread count, or learned from a partial run."""
+    monkeypatch.setenv("RESNET_LAB_CACHE", str(tmp_path))
+    cal = _cal({1: (1.0, 0.0, 0.0), 2: (0.5, 0.0, 0.0)}, cores=2)
+    cal.machine = dict(cm.machine_info("cpu"), cores=2)
+    cm.cache_path("cpu").write_text(json.dumps(cal.to_dict()))
+    run = _run(8, 100)
+    work = 100 + 10 / (3 * 64)
+    assert estimate_seconds([run], "cpu") == pytest.approx(work * 0.5, rel=1e-9)
+    assert "no run finished here yet" in cm.estimate_basis(cm.load_calibration("cpu"))
+    cm.record_run(run, threads=2, seconds=1.5 * work * 0.5)
+    assert estimate_seconds([run], "cpu") == pytest.approx(1.5 * work * 0.5, rel=1e-3)
+    assert "runs finished here: x1.50" in cm.estimate_basis(cm.load_calibration("cpu"))
+    two = estimate_seconds([run, run], "cpu", parallel=2)            # both at 1 thread throughout
+    assert two == pytest.approx(1.5 * work * 1.0, rel=1e-3)
+    cm.record_run(run, threads=1, seconds=0.8 * work * 1.0)
+    assert estimate_seconds([run, run], "cpu", parallel=2) == pytest.approx(0.8 * work, rel=1e-3)
+    assert estimate_seconds([run], "cpu") == pytest.approx(1.5 * work * 0.5, rel=1e-3)
+
+
+def test_only_a_whole_unpaused_run_is_recorded(tmp_path, monkeypatch):
+    import threading
+
+    from resnet_core.training.runs import RunStore, execute_run
+
+    monkeypatch.setenv("RESNET_LAB_CACHE", str(tmp_path))
+    recorded = []
+    monkeypatch.setattr(cm, "record_run", lambda cfg, threads, seconds, **kw: recorded.append((cfg.label, seconds)))
+    store = RunStore(tmp_path / "runs")
+    tiny = _run(8, 3, batch=8, size=16)
+    execute_run(store.create(tiny, status="queued"))
+    assert len(recorded) == 1 and recorded[0][1] > 0
+    stop = threading.Event()
+    stop.set()
+    execute_run(store.create(tiny, status="queued"), stop=stop)           # stopped before its end
+    pause = threading.Event()
+    pause.set()
+    threading.Timer(0.3, pause.clear).start()
+    execute_run(store.create(tiny, status="queued"), pause=pause)         # paused on its way
+    assert len(recorded) == 1
