@@ -15,6 +15,10 @@ st.set_page_config(page_title="ResNet Lab", page_icon="🧱", layout="wide")
 if not gate():  # without the token (a shared server): the sign-in field and nothing else
     st.stop()
 
+from dashboard.processes import prestart  # noqa: E402 - torch-free: the training processes start now,
+
+prestart()  # while this server imports torch and renders its first page, not after
+
 TRAIN = ROOT / "pages" / "train.py"
 pages = [
     # The default page answers at "/" (its url_path only keys it inside Streamlit).

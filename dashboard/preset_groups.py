@@ -98,7 +98,7 @@ def expected_duration(cfgs: list[RunConfig], device: str = "auto",
     """The core's estimate of how long these runs take here (behind the runs ``ahead``, training or
     queued now, after ``start_wait_s`` for a training process to be ready), as a person reads it;
     "not measured yet" until this machine's calibration exists."""
-    seconds = costmodel.estimate_seconds(cfgs, device, ahead=ahead)
+    seconds = costmodel.estimate_seconds(cfgs, device, ahead=ahead, context="dashboard")
     if seconds is None:
         return "not estimated yet (timing a few training steps on this machine)"
     seconds += start_wait_s or 0.0
@@ -115,7 +115,7 @@ def estimate_basis(device: str = "auto") -> str:
     except RuntimeError:
         kind = "cpu"
     cal = load_calibration(kind)
-    return estimate_basis(cal) if cal is not None else "this machine's training speed is being measured"
+    return estimate_basis(cal, "dashboard") if cal is not None else "this machine's training speed is being measured"
 
 
 def duration_text(seconds: float | None) -> str:

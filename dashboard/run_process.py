@@ -162,7 +162,8 @@ class _Process:
             if cmd.get("resume"):
                 resume = load_train_state(store.checkpoint_path(writer.run_id))
             dataset = self.dataset(writer.config.data)
-            result = execute_run(writer, self.stop, self.pause, on_event=on_event, dataset=dataset, resume=resume)
+            result = execute_run(writer, self.stop, self.pause, on_event=on_event, dataset=dataset, resume=resume,
+                                 context="dashboard")
             status = result.status if result is not None else "failed"
         except Exception as e:  # noqa: BLE001 - a run that cannot even start is recorded as failed
             writer.set_status("failed", error=f"{type(e).__name__}: {e}", finished=time.time())

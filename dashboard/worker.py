@@ -7,7 +7,7 @@ CLI's speed; in a process of their own, with a core each as ``reproduce --parall
 they train like the CLI (``bench/dashboard_vs_cli.py`` measures both in one run), and a run that
 crashes or runs out of memory ends ``failed`` alone while the server and the other runs go on. The
 processes are kept between runs (torch imported, data sets cached), so a Start shows its first point
-within about a second.
+within about a second (``dashboard/processes.py``).
 
 The store is the single source of truth: every run writes its metrics into the run store on disk,
 which the pages read; after a server restart every run is listed from disk, and the runs the dead
@@ -21,36 +21,21 @@ user's fifty runs do not hold up a class.
 """
 from __future__ import annotations
 
-import atexit
 import collections
 import json
 import os
-import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from dashboard import processes
+from dashboard.processes import Child, env_int, max_concurrent_from_env
 from resnet_core.config import DataConfig, RunConfig
-from resnet_core.experiments import costmodel
 from resnet_core.experiments.costmodel import longest_first
 from resnet_core.training.runs import ACTIVE, RunStore, RunWriter, default_runs_dir
 
-ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_MAX_CONCURRENT = 2  # a 2-core CPU: a third run would only slow the other two down
 DEFAULT_MAX_QUEUED = 24     # per owner (browser session): the depth sweep's ten runs twice over, and more
-
-
-def _env_int(name: str, default: int) -> int:
-    try:
-        return max(1, int(os.environ.get(name, default)))
-    except ValueError:
-        return default
-
-
-def max_concurrent_from_env() -> int:
-    return _env_int("RESNET_LAB_MAX_RUNS", DEFAULT_MAX_CONCURRENT)
 
 
 def threads_per_run(training: int) -> int:
@@ -58,154 +43,6 @@ def threads_per_run(training: int) -> int:
     this moment, as ``reproduce --parallel N`` does (small nets use two cores poorly within one step,
     and two runs with a core each use them fully); a run alone gets every core, as the CLI's does."""
     return max(1, (os.cpu_count() or 1) // max(1, training))
-
-
-# ----------------------------------------------------------------------------------------------------
-# Training processes, shared by every manager of this server process
-# ----------------------------------------------------------------------------------------------------
-
-class _Child:
-    """One training process and the thread that reads its messages."""
-
-    def __init__(self):
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
-        self.proc = subprocess.Popen([sys.executable, "-m", "dashboard.run_process"], cwd=str(ROOT), env=env,
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
-        self.ready = threading.Event()
-        self.started = time.perf_counter()
-        self.head_start = 0                # prefetches and warm-ups sent at its start
-        self.warm_s: float | None = None   # start to the end of those
-        self.dead = False
-        self.handler = None            # called with each message while the child trains a run
-        self._send_lock = threading.Lock()
-        threading.Thread(target=self._read, name=f"run-process-{self.proc.pid}", daemon=True).start()
-
-    def _read(self) -> None:
-        for line in self.proc.stdout:
-            try:
-                msg = json.loads(line)
-            except ValueError:
-                continue
-            if msg.get("type") == "ready":
-                self.ready.set()
-                continue
-            if msg.get("type") == "warm":
-                self.head_start -= 1
-                if self.head_start == 0 and self.warm_s is None:   # its start, as measured on this machine
-                    self.warm_s = time.perf_counter() - self.started
-                    costmodel.record_process_start(self.warm_s)
-                continue
-            handler = self.handler
-            if handler is not None:
-                handler(self, msg)
-        self.dead = True
-        code = self.proc.wait()
-        handler = self.handler
-        if handler is not None:
-            handler(self, {"type": "died", "code": code})
-
-    def send(self, cmd: dict) -> bool:
-        with self._send_lock:
-            try:
-                self.proc.stdin.write(json.dumps(cmd) + "\n")
-                self.proc.stdin.flush()
-                return True
-            except (OSError, ValueError):  # the process is gone; its reader reports it
-                return False
-
-    def close(self, timeout: float = 5.0) -> None:
-        self.send({"cmd": "exit"})
-        try:
-            self.proc.stdin.close()
-        except OSError:
-            pass
-        try:
-            self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-
-
-class _Pool:
-    """Idle training processes, reused from run to run; new ones are started as needed."""
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self._idle: list[_Child] = []
-        self._all: list[_Child] = []
-        self._prefetched: list[dict] = []
-        self._warmup: dict | None = None
-
-    def _spawn(self) -> _Child:
-        child = _Child()
-        child.head_start = len(self._prefetched) + (self._warmup is not None)
-        for data in self._prefetched:
-            child.send({"cmd": "prefetch", "data": data})
-        if self._warmup is not None:
-            child.send({"cmd": "warmup", "config": self._warmup})
-        self._all.append(child)
-        return child
-
-    def take(self) -> _Child:
-        with self._lock:
-            while self._idle:
-                child = self._idle.pop(0)
-                if not child.dead and child.proc.poll() is None:
-                    return child
-            return self._spawn()
-
-    def give_back(self, child: _Child) -> None:
-        with self._lock:
-            child.handler = None
-            if not child.dead and child.proc.poll() is None:
-                self._idle.append(child)
-
-    def warm(self, n: int, data: DataConfig | None = None, run: RunConfig | None = None) -> None:
-        """At least ``n`` processes started (idle ones count), each loading ``data`` in the background
-        (and new ones taking a few unrecorded steps of ``run``, which builds its kernels)."""
-        with self._lock:
-            if run is not None and run.to_dict() != self._warmup:
-                self._warmup = run.to_dict()
-                for child in self._all:
-                    if not child.dead:
-                        child.send({"cmd": "warmup", "config": self._warmup})
-            if data is not None:
-                d = data.to_dict()
-                if d not in self._prefetched:
-                    self._prefetched.append(d)
-                    for child in self._all:
-                        if not child.dead:
-                            child.send({"cmd": "prefetch", "data": d})
-            self._idle = [c for c in self._idle if not c.dead and c.proc.poll() is None]
-            busy = sum(1 for c in self._all if not c.dead and c.proc.poll() is None and c not in self._idle)
-            while len(self._idle) + busy < n:
-                self._idle.append(self._spawn())
-
-    def start_wait_s(self) -> float | None:
-        """Seconds a run handed to this pool now waits for a warm process: none when an idle one is warm,
-        else what is left of a starting one's (or a new one's) start, as measured on this machine (None
-        before any process has started here)."""
-        with self._lock:
-            idle = [c for c in self._idle if not c.dead and c.proc.poll() is None]
-        if any(c.ready.is_set() and c.head_start <= 0 for c in idle):   # started, data and kernels loaded
-            return 0.0
-        measured = costmodel.process_start_seconds()
-        if measured is None:
-            return None
-        if not idle:
-            return measured
-        # the next run takes the oldest idle process, the nearest to ready
-        return max(0.0, measured - (time.perf_counter() - min(c.started for c in idle)))
-
-    def close(self) -> None:
-        with self._lock:
-            children, self._all, self._idle = list(self._all), [], []
-        for child in children:
-            child.close()
-
-
-_POOL = _Pool()
-atexit.register(_POOL.close)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -233,7 +70,7 @@ class _Job:
     owner: str = ""
     resume: bool = False              # continues the run from its last checkpoint
     live: LiveState | None = None
-    child: _Child | None = None
+    child: Child | None = None
 
 
 class QueueFull(RuntimeError):
@@ -253,7 +90,7 @@ class RunManager:
                  max_queued: int | None = None):
         self.store = RunStore(runs_dir if runs_dir is not None else default_runs_dir())
         self.max_concurrent = max_concurrent or max_concurrent_from_env()
-        self.max_queued = max_queued or _env_int("RESNET_LAB_MAX_QUEUED", DEFAULT_MAX_QUEUED)
+        self.max_queued = max_queued or env_int("RESNET_LAB_MAX_QUEUED", DEFAULT_MAX_QUEUED)
         self._lock = threading.RLock()
         self._running: dict[str, _Job] = {}
         self._queues: "collections.OrderedDict[str, collections.deque[_Job]]" = collections.OrderedDict()
@@ -271,7 +108,7 @@ class RunManager:
     def warm(self, data: DataConfig | None = None, run: RunConfig | None = None) -> None:
         """Starts the training processes now (importing torch, loading ``data`` and taking a few
         unrecorded steps of ``run`` in the background), so that the first Start does not wait for them."""
-        _POOL.warm(self.max_concurrent, data, run)
+        processes.POOL.warm(self.max_concurrent, data, run)
 
     # --- starting --------------------------------------------------------------------------------
     def start(self, cfg: RunConfig, title: str | None = None, owner: str = "") -> str:
@@ -348,7 +185,7 @@ class RunManager:
                 if job is None:
                     self._rebalance()
                     return
-                child = _POOL.take()
+                child = processes.POOL.take()
                 job.child = child
                 child.handler = lambda c, msg, job=job: self._on_message(job, c, msg)
                 self._running[job.run_id] = job
@@ -359,7 +196,7 @@ class RunManager:
                 job.writer = None
                 self._rebalance()
 
-    def _on_message(self, job: _Job, child: _Child, msg: dict) -> None:
+    def _on_message(self, job: _Job, child: Child, msg: dict) -> None:
         live, kind = job.live, msg.get("type")
         if kind == "start":
             live.total_steps = msg.get("total_steps")
@@ -372,7 +209,7 @@ class RunManager:
             if kind == "died":
                 self._record_death(job.run_id, msg.get("code"))
             else:
-                _POOL.give_back(child)
+                processes.POOL.give_back(child)
             live.state = "done"
             with self._lock:
                 self._running.pop(job.run_id, None)
@@ -481,7 +318,7 @@ class RunManager:
         with self._lock:
             if len(self._running) >= self.max_concurrent:
                 return 0.0
-        return _POOL.start_wait_s()
+        return processes.POOL.start_wait_s()
 
     def ahead(self) -> list[tuple[RunConfig, int]]:
         """(config, steps done) of every run training or queued now: what a new Start waits behind."""

@@ -366,16 +366,20 @@ def fixed_seconds(cal: Calibration, cfg: RunConfig, n_train: int | None = None) 
     return cal.startup_s + snapshots * cal.snapshot_s
 
 
-def _history_key(cal: Calibration, threads: int) -> str:
-    return f"{threads} thread(s)" if cal.device == "cpu" else cal.device
+CONTEXTS = ("cli", "dashboard")
+
+
+def _history_key(cal: Calibration, threads: int, context: str) -> str:
+    return f"{context}, " + (f"{threads} thread(s)" if cal.device == "cpu" else cal.device)
 
 
 def record_run(cfg: RunConfig, threads: int, seconds: float, n_train: int | None = None,
-               n_test: int | None = None) -> None:
+               n_test: int | None = None, context: str = "cli") -> None:
     """Keeps what a whole run took (``seconds``, trained at ``threads`` throughout) against this machine's
     calibrated estimate of it, so that later estimates carry the difference (``resnet_core/history.py``):
-    the steps were timed in short bursts, a run trains for minutes beside the page, its probes and
-    evaluations. Nothing is kept where the machine has no calibration yet."""
+    the steps were timed in short bursts, a run trains for minutes, its probes and evaluations, and in
+    the dashboard (``context``) beside the page and the browser, which on 2 cores took a 5 s Start to
+    6.4-7.2 s. Nothing is kept where the machine has no calibration yet."""
     from resnet_core import history
     from resnet_core.device import resolve_device
 
@@ -387,23 +391,24 @@ def record_run(cfg: RunConfig, threads: int, seconds: float, n_train: int | None
     if cal is None:
         return
     estimated = (run_work(cfg, n_train, n_test) * cal.step_seconds(cfg, threads) + fixed_seconds(cal, cfg, n_train))
-    history.record("runs", "train", _history_key(cal, threads), kind, estimated, seconds)
+    history.record("runs", "train", _history_key(cal, threads, context), kind, estimated, seconds)
 
 
-def run_correction(cal: Calibration) -> tuple[Callable[[int], float], str]:
-    """(threads -> factor on the calibrated step cost, the basis in words) from the runs finished here."""
+def run_correction(cal: Calibration, context: str = "cli") -> tuple[Callable[[int], float], str]:
+    """(threads -> factor on the calibrated step cost, the basis in words) from the runs finished here in
+    ``context`` at that thread count; else from all the runs finished here (``history.factor``)."""
     from resnet_core import history
 
     def factor(threads: int) -> float:
-        return history.factor("runs", "train", _history_key(cal, threads), cal.device)[0]
+        return history.factor("runs", "train", _history_key(cal, threads, context), cal.device)[0]
 
     cores = cal.machine.get("cores", os.cpu_count() or 1) if cal.device == "cpu" else 1
-    return factor, history.factor("runs", "train", _history_key(cal, cores), cal.device)[1]
+    return factor, history.factor("runs", "train", _history_key(cal, cores, context), cal.device)[1]
 
 
-def estimate_basis(cal: Calibration) -> str:
+def estimate_basis(cal: Calibration, context: str = "cli") -> str:
     """What an estimate rests on, in words: the timed steps and the runs finished here."""
-    learned = run_correction(cal)[1]
+    learned = run_correction(cal, context)[1]
     return f"{cal.basis}; {'runs finished here: ' + learned if learned.startswith('x') else 'no run finished here yet'}"
 
 
@@ -479,11 +484,12 @@ def runs_at_once() -> int:
 
 def estimate_seconds(cfgs: list[RunConfig], device: str = "auto", parallel: int | None = None,
                      n_train: int | None = None, n_test: int | None = None,
-                     ahead: list[tuple[RunConfig, int]] | None = None) -> float | None:
+                     ahead: list[tuple[RunConfig, int]] | None = None, context: str = "cli") -> float | None:
     """Expected wall time of training ``cfgs``, ``parallel`` at a time (default: as the dashboard does,
     ``runs_at_once()``), on ``device``, behind the runs ``ahead`` (config, steps done), from this
     machine's calibrated step costs (resnet_core/experiments/costmodel.py), corrected by what the runs
-    finished here took against them (``run_correction``). None while this machine and device
+    finished here (in ``context``: the CLI's or the dashboard's) took against them (``run_correction``).
+    None while this machine and device
     have not been measured yet: no figure is better than one from another machine."""
     from resnet_core.device import resolve_device
 
@@ -497,4 +503,4 @@ def estimate_seconds(cfgs: list[RunConfig], device: str = "auto", parallel: int 
     if cal is None:
         return None
     return schedule_seconds(cal, cfgs, parallel or runs_at_once(), ahead=ahead, n_train=n_train, n_test=n_test,
-                            correction=run_correction(cal)[0])
+                            correction=run_correction(cal, context)[0])

@@ -415,10 +415,11 @@ class RunStore:
 
 
 def execute_run(writer: RunWriter, stop: threading.Event | None = None, pause: threading.Event | None = None,
-                on_event=None, dataset=None, **train_options):
+                on_event=None, dataset=None, context: str = "cli", **train_options):
     """Trains ``writer.config`` into its run directory; never raises for a failing run: the failure
     is recorded as status ``failed`` with the error, and every metric written so far is kept.
-    ``train_options`` (``dist``, ``resume``) go to ``train``."""
+    ``train_options`` (``dist``, ``resume``) go to ``train``. A whole run's time is kept for the
+    estimates of runs in its ``context`` ("cli" or "dashboard": costmodel.record_run)."""
     import torch
 
     from resnet_core.data import load_dataset
@@ -445,7 +446,8 @@ def execute_run(writer: RunWriter, stop: threading.Event | None = None, pause: t
                 and not train_options.get("resume") and train_options.get("dist") is None):
             from resnet_core.experiments.costmodel import record_run
 
-            record_run(cfg, threads, time.perf_counter() - t0, n_train=len(ds.train_y), n_test=len(ds.test_y))
+            record_run(cfg, threads, time.perf_counter() - t0, n_train=len(ds.train_y), n_test=len(ds.test_y),
+                       context=context)
         return result
     except Exception as e:  # noqa: BLE001 - a failing run is data, not a crash
         dist = train_options.get("dist")

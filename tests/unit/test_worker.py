@@ -199,10 +199,10 @@ def test_a_run_killed_in_its_process_fails_alone_while_another_finishes(manager)
 def test_a_run_over_the_memory_limit_fails_alone_while_another_finishes(tmp_path, monkeypatch):
     """RESNET_LAB_RUN_MEMORY_GB caps each training process: a run that needs more (a big batch of a
     big input) ends failed with PyTorch's allocation error; the small run beside it finishes."""
-    from dashboard import worker
+    from dashboard import processes
 
     monkeypatch.setenv("RESNET_LAB_RUN_MEMORY_GB", "1")
-    monkeypatch.setattr(worker, "_POOL", worker._Pool())   # processes started under the limit
+    monkeypatch.setattr(processes, "POOL", processes.Pool())   # processes started under the limit
     m = RunManager(tmp_path / "runs", max_concurrent=2)
     try:
         huge = RunConfig(model=ModelConfig(depth=20, width=4), data=DataConfig(n_train=64, n_test=16, image_size=64),
@@ -215,7 +215,7 @@ def test_a_run_over_the_memory_limit_fails_alone_while_another_finishes(tmp_path
         assert m.store.get(small).status == "finished"
     finally:
         m.shutdown()
-        worker._POOL.close()
+        processes.POOL.close()
 
 
 def test_queued_runs_are_taken_round_robin_across_owners_with_a_cap_each(tmp_path):
@@ -267,11 +267,11 @@ def test_a_start_waits_for_what_is_left_of_a_training_process_start(monkeypatch)
     """The page's estimate adds the wait for a training process: none once an idle one has loaded its
     data and warmed up; before that, what is left of the start time measured on this machine. Bug
     caught: the first Start on a fresh server took 43% longer than its estimate said."""
-    from dashboard import worker
+    from dashboard import processes
     from resnet_core.experiments import costmodel
 
-    pool = worker._Pool()
-    monkeypatch.setattr(worker, "_POOL", pool)
+    pool = processes.Pool()
+    monkeypatch.setattr(processes, "POOL", pool)
     try:
         cfg = tiny(steps=2)
         pool.warm(1, data=cfg.data, run=cfg)
@@ -287,3 +287,35 @@ def test_a_start_waits_for_what_is_left_of_a_training_process_start(monkeypatch)
         assert pool.start_wait_s() == pytest.approx(child.warm_s, abs=1e-3)   # a new one starts from scratch
     finally:
         pool.close()
+
+
+def test_processes_started_first_thing_count_as_warm_only_once_they_loaded_what_the_manager_sent(monkeypatch):
+    """A session starts the training processes before the server imports torch (``prestart``), and the
+    run manager sends them their data and warm-up steps later: until those are done, a Start still
+    waits, and the process's start is measured to their end. Bug caught: the head-start count was set at
+    spawn only, so a process started early read as warm with its data still loading."""
+    from dashboard import processes
+
+    pool = processes.Pool()
+    monkeypatch.setattr(processes, "POOL", pool)
+    try:
+        pool.warm(1)                                  # what prestart does: no data, no warm-up yet
+        (child,) = pool._idle
+        assert child.ready.wait(120)
+        cfg = tiny(steps=2)
+        pool.warm(1, data=cfg.data, run=cfg)          # the manager, once the page has imported the core
+        assert pool._idle == [child] and child.head_start == 2    # its data and its warm-up to come
+        deadline = time.monotonic() + 120
+        while child.warm_s is None and time.monotonic() < deadline:
+            assert child.head_start > 0 or child.warm_s is not None
+            time.sleep(0.05)
+        assert child.warm_s is not None and child.head_start == 0 and pool.start_wait_s() == 0.0
+    finally:
+        pool.close()
+
+
+def test_the_process_module_does_not_import_torch():
+    """``prestart`` runs before the server's first page imports torch; importing it must not."""
+    out = subprocess.run([sys.executable, "-c", "import sys, dashboard.processes; print('torch' in sys.modules)"],
+                         capture_output=True, text=True, cwd=str(Path(__file__).resolve().parents[2]))
+    assert out.returncode == 0 and out.stdout.strip() == "False", out.stderr
