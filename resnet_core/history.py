@@ -2,21 +2,25 @@
 
 The cost models count work (an analysis's multiply-adds over a forward rate timed here; a run's steps over
 step costs timed here) and say how long it will take. What they leave out (an analysis's own mix of
-batch sizes, partial passes, autograd calls and hooks; a run's evaluations, probes and files, the machine's
-pace over minutes rather than over the few seconds it was timed) shows as the ratio of the time taken to
-the estimate. That ratio varies between analyses and models (0.4-2x for the analyses on the 2-core CPU,
-bench/why_defaults.py) and little from one run of the same thing to the next. So every finished piece of
-work keeps its ratio here, and the next estimate of the same kind is multiplied by:
+batch sizes, partial passes, autograd calls and hooks; a run's evaluations, probes and files, the page
+and the browser beside a dashboard run) shows in what the work then took. On the 2-core CPU the analyses
+took 0.4-2x their count (bench/why_defaults.py), a 5 s Start took 6.2-7.5 s in the dashboard, while the
+same work repeated took nearly the same time again. So every finished piece of work keeps its
+(estimate, took) pair here, under a group (one analysis; runs in one context at one thread count) and a
+key (the model; the run's net and steps), and the next estimate becomes:
 
-- for the same key (an analysis of the same model; a run at the same thread count): the median of its last
-  ``KEEP`` ratios;
-- for a key not seen yet: the median over the keys of that group;
-- for a group never run here: 1 (the cost model alone).
+- for a key seen before: the estimate times the median of its last ``KEEP`` ratios took / estimate;
+- for a new key of a group with pairs of at least two sizes (the largest estimate 1.5x the smallest or
+  more): ``a + b * estimate`` fitted to them (least squares, a and b not negative). A dashboard run's cost
+  beside the page is mostly a fixed second or two per run (its start and end redrawn), which a ratio
+  learned from a 5 s Start would spread over a 40 s preset (+29% measured); the line keeps it fixed;
+- for a new key with pairs of one size only: the median ratio of the group;
+- for a group never seen here: the estimate alone.
 
 Only work whose estimate was at least ``MIN_SECONDS`` teaches: below that, fixed costs (building a net,
-loading a checkpoint) dominate and the ratio says nothing about the next, larger request. The ratios live
-in one small JSON file per kind, machine and device beside the training calibration (``RESNET_LAB_CACHE``);
-a damaged or unwritable file only means no correction.
+loading a checkpoint) dominate and say little about the next, larger request. The pairs live in one
+small JSON file per kind, machine and device beside the training calibration (``RESNET_LAB_CACHE``); a
+damaged or unwritable file only means no correction.
 """
 from __future__ import annotations
 
@@ -29,6 +33,7 @@ from pathlib import Path
 KEEP = 5
 MAX_KEYS = 32
 MIN_SECONDS = 0.5
+SPREAD = 1.5   # the largest estimate over the smallest a group needs before a line is fitted to it
 _LOCK = threading.Lock()
 
 
@@ -47,37 +52,70 @@ def _read(kind: str, device: str) -> dict:
     return data if isinstance(data, dict) else {}
 
 
-def _ratios(entry) -> list[float]:
+def _number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and 0 < x < 1e9
+
+
+def _pairs(entry) -> list[tuple[float, float]]:
+    """The (estimate, took) pairs of one key; anything else in the file is ignored."""
     if not isinstance(entry, list):
         return []
-    return [float(r) for r in entry if isinstance(r, (int, float)) and not isinstance(r, bool) and 0 < r < 1e3]
+    return [(float(p[0]), float(p[1])) for p in entry
+            if isinstance(p, list) and len(p) == 2 and _number(p[0]) and _number(p[1]) and p[0] >= MIN_SECONDS]
 
 
-def factor(kind: str, group: str, key: str, device: str) -> tuple[float, str]:
-    """(multiplier for the cost model's estimate, where it comes from, in words)."""
+def _line(pairs: list[tuple[float, float]]) -> tuple[float, float]:
+    """a, b >= 0 minimising the squared error of took = a + b * estimate."""
+    n = len(pairs)
+    mx = sum(e for e, _ in pairs) / n
+    my = sum(t for _, t in pairs) / n
+    sxx = sum((e - mx) ** 2 for e, _ in pairs)
+    b = sum((e - mx) * (t - my) for e, t in pairs) / sxx if sxx > 0 else 0.0
+    a = my - b * mx
+    if a < 0:        # through the origin
+        return 0.0, sum(e * t for e, t in pairs) / sum(e * e for e, _ in pairs)
+    if b < 0:        # a constant
+        return my, 0.0
+    return a, b
+
+
+def predict(kind: str, group: str, key: str, device: str, estimated: float) -> tuple[float, str]:
+    """(seconds the work of ``estimated`` seconds by the cost model is expected to take, why, in words)."""
     with _LOCK:
         by_key = _read(kind, device).get(group)
-    if not isinstance(by_key, dict):
-        return 1.0, "no run of it here yet"
-    own = _ratios(by_key.get(key))
+    by_key = by_key if isinstance(by_key, dict) else {}
+    own = _pairs(by_key.get(key))
     if own:
-        return statistics.median(own), f"x{statistics.median(own):.2f} from its last {len(own)} run(s) like it here"
-    medians = [statistics.median(r) for r in map(_ratios, by_key.values()) if r]
-    if not medians:
-        return 1.0, "no run of it here yet"
-    f = statistics.median(medians)
-    return f, f"x{f:.2f} from its runs of {len(medians)} other kind(s) here"
+        f = statistics.median(t / e for e, t in own)
+        return estimated * f, f"x{f:.2f} from its last {len(own)} run(s) like it here"
+    others = [p for k, v in by_key.items() if k != key for p in _pairs(v)]
+    if not others:
+        return estimated, "no run of it here yet"
+    sizes = [e for e, _ in others]
+    if len(others) >= 2 and max(sizes) >= SPREAD * min(sizes):
+        a, b = _line(others)
+        return a + b * estimated, f"{a:.1f} s + x{b:.2f} fitted to {len(others)} other run(s) here"
+    f = statistics.median(t / e for e, t in others)
+    return estimated * f, f"x{f:.2f} from {len(others)} other run(s) here"
+
+
+def count(kind: str, device: str, groups: list[str] | None = None) -> int:
+    """How many finished pieces of work this machine keeps (in ``groups``, or in all)."""
+    with _LOCK:
+        data = _read(kind, device)
+    return sum(len(_pairs(v)) for g, by_key in data.items() if groups is None or g in groups
+               if isinstance(by_key, dict) for v in by_key.values())
 
 
 def record(kind: str, group: str, key: str, device: str, estimated: float, took: float) -> None:
-    """Keeps took / estimated under ``group`` and ``key`` (nothing for estimates under ``MIN_SECONDS``)."""
-    if not (estimated >= MIN_SECONDS and took > 0 and 0 < took / estimated < 1e3):
+    """Keeps (estimated, took) under ``group`` and ``key`` (nothing for estimates under ``MIN_SECONDS``)."""
+    if not (estimated >= MIN_SECONDS and _number(estimated) and _number(took) and took / estimated < 1e3):
         return
     with _LOCK:
         data = _read(kind, device)
         by_key = data.get(group) if isinstance(data.get(group), dict) else {}
-        ratios = _ratios(by_key.pop(key, None)) + [float(f"{took / estimated:.4g}")]
-        by_key[key] = ratios[-KEEP:]                     # re-inserted last: the newest key is kept
+        pairs = _pairs(by_key.pop(key, None)) + [(float(f"{estimated:.4g}"), float(f"{took:.4g}"))]
+        by_key[key] = [list(p) for p in pairs[-KEEP:]]   # re-inserted last: the newest key is kept
         while len(by_key) > MAX_KEYS:
             by_key.pop(next(iter(by_key)))
         data[group] = by_key

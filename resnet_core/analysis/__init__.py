@@ -204,11 +204,11 @@ def estimate_cost(name: str, source: ModelSource, settings: dict | None = None,
         raise _user_error(e) from None
     width, size, model = _rate_size(ctx)
     rate = forward_rate(ctx.device, width, size)
-    correction, learned = history.factor("analysis", name, model, ctx.device.type)
+    seconds, learned = history.predict("analysis", name, model, ctx.device.type, macs / rate)
     basis = f"{rate / 1e9:.0f} GMAC/s measured here ({ctx.device.type}), {learned}"
     # Three significant digits, not two decimals: a tiny net's estimate is milliseconds, and a
     # rounded 0.0 would read as "free" and hide that a sweep costs more than one net.
-    return {"seconds": float(f"{macs / rate * correction:.3g}"), "detail": detail, "basis": basis}
+    return {"seconds": float(f"{seconds:.3g}"), "detail": detail, "basis": basis}
 
 
 __all__ = ["ANALYSES", "Analysis", "AnalysisContext", "AnalysisError", "Cancelled", "ModelSource", "NEEDS",

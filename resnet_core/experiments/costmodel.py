@@ -369,17 +369,27 @@ def fixed_seconds(cal: Calibration, cfg: RunConfig, n_train: int | None = None) 
 CONTEXTS = ("cli", "dashboard")
 
 
-def _history_key(cal: Calibration, threads: int, context: str) -> str:
+def _history_group(cal: Calibration, threads: int, context: str) -> str:
     return f"{context}, " + (f"{threads} thread(s)" if cal.device == "cpu" else cal.device)
+
+
+def _history_key(cfg: RunConfig, n_train: int | None) -> str:
+    return f"{cfg.label}, {cfg.train.total_steps(n_train if n_train is not None else cfg.data.n_train)} steps"
+
+
+def run_alone_seconds(cal: Calibration, cfg: RunConfig, threads: int, n_train: int | None = None,
+                      n_test: int | None = None) -> float:
+    """The calibration's seconds for ``cfg`` trained alone at ``threads``, its own costs included."""
+    return run_work(cfg, n_train, n_test) * cal.step_seconds(cfg, threads) + fixed_seconds(cal, cfg, n_train)
 
 
 def record_run(cfg: RunConfig, threads: int, seconds: float, n_train: int | None = None,
                n_test: int | None = None, context: str = "cli") -> None:
-    """Keeps what a whole run took (``seconds``, trained at ``threads`` throughout) against this machine's
+    """Keeps what a whole run took (``seconds``, trained at ``threads`` throughout) beside this machine's
     calibrated estimate of it, so that later estimates carry the difference (``resnet_core/history.py``):
     the steps were timed in short bursts, a run trains for minutes, its probes and evaluations, and in
     the dashboard (``context``) beside the page and the browser, which on 2 cores took a 5 s Start to
-    6.4-7.2 s. Nothing is kept where the machine has no calibration yet."""
+    6.2-7.5 s. Nothing is kept where the machine has no calibration yet."""
     from resnet_core import history
     from resnet_core.device import resolve_device
 
@@ -390,44 +400,56 @@ def record_run(cfg: RunConfig, threads: int, seconds: float, n_train: int | None
     cal = load_calibration(kind)
     if cal is None:
         return
-    estimated = (run_work(cfg, n_train, n_test) * cal.step_seconds(cfg, threads) + fixed_seconds(cal, cfg, n_train))
-    history.record("runs", "train", _history_key(cal, threads, context), kind, estimated, seconds)
+    history.record("runs", _history_group(cal, threads, context), _history_key(cfg, n_train), kind,
+                   run_alone_seconds(cal, cfg, threads, n_train, n_test), seconds)
 
 
-def run_correction(cal: Calibration, context: str = "cli") -> tuple[Callable[[int], float], str]:
-    """(threads -> factor on the calibrated step cost, the basis in words) from the runs finished here in
-    ``context`` at that thread count; else from all the runs finished here (``history.factor``)."""
+def run_correction(cal: Calibration, context: str = "cli", n_train: int | None = None,
+                   n_test: int | None = None) -> Callable[[RunConfig, int], float]:
+    """(config, threads) -> factor on that run's calibrated step cost: what the runs finished here in
+    ``context`` at that thread count predict for it alone (``history.predict``), over the calibration's
+    figure. 1 where none finished."""
     from resnet_core import history
 
-    def factor(threads: int) -> float:
-        return history.factor("runs", "train", _history_key(cal, threads, context), cal.device)[0]
+    @functools.lru_cache(maxsize=256)
+    def factor(cfg: RunConfig, threads: int) -> float:
+        alone = run_alone_seconds(cal, cfg, threads, n_train, n_test)
+        if alone <= 0:
+            return 1.0
+        seconds, _ = history.predict("runs", _history_group(cal, threads, context), _history_key(cfg, n_train),
+                                     cal.device, alone)
+        return max(seconds, 1e-9) / alone
 
-    cores = cal.machine.get("cores", os.cpu_count() or 1) if cal.device == "cpu" else 1
-    return factor, history.factor("runs", "train", _history_key(cal, cores, context), cal.device)[1]
+    return factor
 
 
 def estimate_basis(cal: Calibration, context: str = "cli") -> str:
     """What an estimate rests on, in words: the timed steps and the runs finished here."""
-    learned = run_correction(cal, context)[1]
-    return f"{cal.basis}; {'runs finished here: ' + learned if learned.startswith('x') else 'no run finished here yet'}"
+    from resnet_core import history
+
+    cores = cal.machine.get("cores", os.cpu_count() or 1) if cal.device == "cpu" else 1
+    groups = [_history_group(cal, t, context) for t in range(1, cores + 1)]
+    n = history.count("runs", cal.device, groups)
+    return f"{cal.basis}; " + (f"corrected by {n} run(s) finished here ({context})" if n
+                               else f"no run finished here yet ({context})")
 
 
 def schedule_seconds(cal: Calibration, cfgs: list[RunConfig], parallel: int, *,
                      ahead: list[tuple[RunConfig, int]] | None = None,
                      n_train: int | None = None, n_test: int | None = None,
-                     correction: Callable[[int], float] | None = None) -> float:
+                     correction: Callable[[RunConfig, int], float] | None = None) -> float:
     """Seconds until every run of ``cfgs`` has finished, trained ``parallel`` at a time behind the
     runs ``ahead`` (config, steps already done: those training or queued now). On a CPU the cores are
     divided between the runs training at each moment (a run alone gets them all), as the dashboard's
     run manager does. On a GPU the runs at once share the one device: each steps at its own rate
     divided by their number. (On an H200, four Fig. 6 runs at once ran at 0.6 of one run's images/s in
     all: these nets' steps are bound by kernel launches from one host, so sharing is not free.)
-    ``correction(threads)`` multiplies the step cost at each thread count (``run_correction``)."""
+    ``correction(cfg, threads)`` multiplies a run's step cost at each thread count (``run_correction``)."""
 
     cores = cal.machine.get("cores", os.cpu_count() or 1) if cal.device == "cpu" else 1
     ahead = ahead or []
     order = [cfgs[i] for i in (longest_first(cfgs) if parallel > 1 else range(len(cfgs)))]
-    correction = correction or (lambda threads: 1.0)
+    correction = correction or (lambda cfg, threads: 1.0)
 
     def overhead(c: RunConfig) -> float:   # the run's own cost besides its steps, in its steps
         return fixed_seconds(cal, c, n_train) / cal.step_seconds(c, cores)
@@ -443,7 +465,7 @@ def schedule_seconds(cal: Calibration, cfgs: list[RunConfig], parallel: int, *,
             nxt += 1
         threads = max(1, cores // len(active)) if cal.device == "cpu" else 1
         share = 1 if cal.device == "cpu" else len(active)
-        rate = {i: 1.0 / (cal.step_seconds(pending[i][0], threads) * share * correction(threads))
+        rate = {i: 1.0 / (cal.step_seconds(pending[i][0], threads) * share * correction(pending[i][0], threads))
                 for i in active}   # steps per second
         i_first = min(active, key=lambda i: active[i] / rate[i])
         dt = active[i_first] / rate[i_first]
@@ -503,4 +525,4 @@ def estimate_seconds(cfgs: list[RunConfig], device: str = "auto", parallel: int 
     if cal is None:
         return None
     return schedule_seconds(cal, cfgs, parallel or runs_at_once(), ahead=ahead, n_train=n_train, n_test=n_test,
-                            correction=run_correction(cal, context)[0])
+                            correction=run_correction(cal, context, n_train, n_test))

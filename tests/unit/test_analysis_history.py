@@ -16,36 +16,55 @@ def empty_history(tmp_path, monkeypatch):
     return tmp_path
 
 
-def test_the_factor_is_the_median_of_the_models_own_runs_else_of_the_other_models(empty_history):
-    assert history.factor("analysis", "lesion", "resnet-56 32px trained", "cpu")[0] == 1.0     # never ran here
-    for took in (20.0, 40.0, 30.0):                                                  # ratios 0.5, 1.0, 0.75
-        history.record("analysis", "lesion", "resnet-56 32px trained", "cpu", 40.0, took)
-    f, why = history.factor("analysis", "lesion", "resnet-56 32px trained", "cpu")
-    assert f == pytest.approx(0.75) and "last 3 run(s) like it" in why
-    history.record("analysis", "lesion", "resnet-20 32px trained", "cpu", 10.0, 20.0)            # ratio 2
-    history.record("analysis", "lesion", "resnet-20 32px trained", "cpu", 10.0, 30.0)            # ratio 3: median 2.5
-    f, why = history.factor("analysis", "lesion", "resnet-110 32px trained", "cpu")              # unseen: median of medians
-    assert f == pytest.approx((0.75 + 2.5) / 2) and "2 other kind(s)" in why
-    assert history.factor("analysis", "paths", "resnet-56 32px trained", "cpu")[0] == 1.0        # per analysis
-    assert history.factor("analysis", "lesion", "resnet-56 32px trained", "cuda")[0] == 1.0      # and per device
+def test_a_key_seen_before_takes_its_median_ratio_a_new_one_the_line_through_its_groups_pairs(empty_history):
+    """Hand computation. Lesions of a ResNet-56 estimated at 40 s took 20, 40 and 30 s: the next estimate of
+    40 s becomes 40 x median(0.5, 1, 0.75) = 30 s. With a ResNet-20's (10, 20) and (10, 30) beside them, a
+    ResNet-110 never seen, estimated at 80 s, gets the least-squares line through the five pairs: means 28
+    and 28, b = 180 / 1080 = 1/6, a = 28 - 28/6 = 23.33, so 23.33 + 80/6 = 36.67 s. Another analysis,
+    another device: untouched."""
+    assert history.predict("analysis", "lesion", "resnet-56", "cpu", 40.0) == (40.0, "no run of it here yet")
+    for took in (20.0, 40.0, 30.0):
+        history.record("analysis", "lesion", "resnet-56", "cpu", 40.0, took)
+    seconds, why = history.predict("analysis", "lesion", "resnet-56", "cpu", 40.0)
+    assert seconds == pytest.approx(30.0) and "last 3 run(s) like it" in why
+    for took in (20.0, 30.0):
+        history.record("analysis", "lesion", "resnet-20", "cpu", 10.0, took)
+    seconds, why = history.predict("analysis", "lesion", "resnet-110", "cpu", 80.0)
+    assert seconds == pytest.approx(23.3333 + 80.0 / 6, rel=1e-4) and "fitted to 5 other run(s)" in why
+    assert history.predict("analysis", "paths", "resnet-56", "cpu", 40.0)[0] == 40.0        # per analysis
+    assert history.predict("analysis", "lesion", "resnet-56", "cuda", 40.0)[0] == 40.0      # and per device
+
+
+def test_a_fixed_cost_stays_fixed_and_one_size_gives_a_ratio(empty_history):
+    """Runs that took their estimate plus 2 s (a page redrawn at each start and end): a new, 8x larger run
+    is predicted at its estimate plus 2 s, not scaled by the small runs' 1.4 ratio. With pairs of one
+    size only, no line can be fitted: the group's median ratio."""
+    history.record("runs", "dashboard, 2 thread(s)", "start", "cpu", 5.0, 7.0)
+    history.record("runs", "dashboard, 2 thread(s)", "start, 600 steps", "cpu", 10.0, 12.0)
+    assert history.predict("runs", "dashboard, 2 thread(s)", "preset", "cpu", 40.0)[0] == pytest.approx(42.0)
+    history.record("runs", "cli, 1 thread(s)", "a", "cpu", 5.0, 6.0)
+    history.record("runs", "cli, 1 thread(s)", "b", "cpu", 5.0, 8.0)
+    seconds, why = history.predict("runs", "cli, 1 thread(s)", "c", "cpu", 40.0)
+    assert seconds == pytest.approx(40.0 * 1.4) and "from 2 other run(s)" in why
 
 
 def test_only_the_last_runs_count_and_tiny_estimates_teach_nothing(empty_history):
     for took in (100.0, 100.0, 100.0, 1.0, 1.0, 1.0, 1.0, 1.0):   # an old slow spell, then five at ratio 0.1
         history.record("analysis", "paths", "m", "cpu", 10.0, took)
-    assert history.factor("analysis", "paths", "m", "cpu")[0] == pytest.approx(0.1)
-    history.record("analysis", "responses", "m", "cpu", history.MIN_SECONDS / 2, 5.0)           # fixed costs dominate
-    assert history.factor("analysis", "responses", "m", "cpu")[0] == 1.0
+    assert history.predict("analysis", "paths", "m", "cpu", 10.0)[0] == pytest.approx(1.0)
+    history.record("analysis", "responses", "m", "cpu", history.MIN_SECONDS / 2, 5.0)   # fixed costs dominate
+    assert history.predict("analysis", "responses", "m", "cpu", 1.0)[0] == 1.0
+    assert history.count("analysis", "cpu") == 5 and history.count("analysis", "cpu", ["responses"]) == 0
 
 
 def test_a_damaged_history_means_no_correction_and_is_rewritten(empty_history):
     target = history.path("analysis", "cpu")
     target.parent.mkdir(parents=True, exist_ok=True)
-    for junk in ("{not json", json.dumps([1, 2]), json.dumps({"lesion": {"m": ["x", -1, True]}})):
+    for junk in ("{not json", json.dumps([1, 2]), json.dumps({"lesion": {"m": ["x", -1, True, [1, "a"], [0, 0]]}})):
         target.write_text(junk)
-        assert history.factor("analysis", "lesion", "m", "cpu")[0] == 1.0
+        assert history.predict("analysis", "lesion", "m", "cpu", 10.0)[0] == 10.0
     history.record("analysis", "lesion", "m", "cpu", 10.0, 5.0)
-    assert history.factor("analysis", "lesion", "m", "cpu")[0] == pytest.approx(0.5)
+    assert history.predict("analysis", "lesion", "m", "cpu", 10.0)[0] == pytest.approx(5.0)
 
 
 def test_a_run_teaches_the_next_estimate_of_the_same_analysis(empty_history, monkeypatch):
