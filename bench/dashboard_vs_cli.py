@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -41,6 +40,7 @@ from resnet_core.experiments.presets import preset_configs, verdict
 from resnet_core.experiments.scales import scale_config
 from resnet_core.experiments.verdicts import run_summary  # noqa: E402
 from resnet_core.training.runs import RunStore  # noqa: E402
+from fresh_history import use_fresh_history  # noqa: E402 - bench/, beside this script
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -173,12 +173,7 @@ def main() -> int:
     print(f"estimates: {cal.basis}")
 
     work = Path(tempfile.mkdtemp(prefix="dash-vs-cli-"))
-    cache = work / "cache"   # this machine's calibration and process start, no history of finished runs
-    cache.mkdir()
-    for f in costmodel.cache_path("cpu").parent.glob("*.json"):
-        if f.name.startswith(("cost-", "process-start-")):
-            shutil.copy(f, cache / f.name)
-    os.environ["RESNET_LAB_CACHE"] = str(cache)
+    use_fresh_history(work)   # this machine's calibration and process start, no history of finished runs
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
     env["PYTHONPATH"] = str(ROOT)
     start_cfg = scale_config("quick", device="cpu")
