@@ -117,7 +117,8 @@ def community_requests() -> list[tuple[str, list[tuple[str, dict, dict, object]]
 def _round(rnd: int, tabs, a, runs_dir: str) -> None:
     from resnet_core.analysis import ModelSource, estimate_cost, run_analysis
 
-    print(f"## round {rnd}: " + ("the cost model alone" if rnd == 1 else "estimates corrected by the rounds before"))
+    print(f"## round {rnd}: " + ("from an empty history (an analysis's first request has its cost model alone)"
+                                 if rnd == 1 else "estimates corrected by the rounds before"))
     print(f"{'tab':<20} {'analysis':<14} {'model':<34} {'estimate s':>10} {'took s':>8} {'took/est':>8}")
     for tab, requests in tabs:
         total_est = total = 0.0
