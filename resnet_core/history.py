@@ -24,6 +24,7 @@ damaged or unwritable file only means no correction.
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import statistics
@@ -111,19 +112,22 @@ def record(kind: str, group: str, key: str, device: str, estimated: float, took:
     """Keeps (estimated, took) under ``group`` and ``key`` (nothing for estimates under ``MIN_SECONDS``)."""
     if not (estimated >= MIN_SECONDS and _number(estimated) and _number(took) and took / estimated < 1e3):
         return
-    with _LOCK:
-        data = _read(kind, device)
-        by_key = data.get(group) if isinstance(data.get(group), dict) else {}
-        pairs = _pairs(by_key.pop(key, None)) + [(float(f"{estimated:.4g}"), float(f"{took:.4g}"))]
-        by_key[key] = [list(p) for p in pairs[-KEEP:]]   # re-inserted last: the newest key is kept
-        while len(by_key) > MAX_KEYS:
-            by_key.pop(next(iter(by_key)))
-        data[group] = by_key
-        target = path(kind, device)
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
+    target = path(kind, device)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # Two training processes may finish at once: the read-modify-write is one at a time across
+        # processes (the lock file), and the file is replaced whole (readers never see half of it).
+        with _LOCK, open(target.with_name(f".{target.name}.lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            data = _read(kind, device)
+            by_key = data.get(group) if isinstance(data.get(group), dict) else {}
+            pairs = _pairs(by_key.pop(key, None)) + [(float(f"{estimated:.4g}"), float(f"{took:.4g}"))]
+            by_key[key] = [list(p) for p in pairs[-KEEP:]]   # re-inserted last: the newest key is kept
+            while len(by_key) > MAX_KEYS:
+                by_key.pop(next(iter(by_key)))
+            data[group] = by_key
             tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
             tmp.write_text(json.dumps(data))
             os.replace(tmp, target)
-        except OSError:
-            pass
+    except OSError:   # a read-only cache: no correction is learned, nothing else changes
+        pass

@@ -95,3 +95,23 @@ def test_a_run_without_a_measured_rate_is_not_slowed_down_to_learn(empty_history
     run_analysis("gradient-flow", ModelSource(config=ModelConfig(depth=8)), settings={"batch_size": 4},
                  data=TINY_DATA, use_cache=False)
     assert not history.path("analysis", "cpu").exists()
+
+
+def test_work_finishing_in_several_processes_at_once_loses_no_pair(empty_history):
+    """Two training processes ending together both read, add and write the history: with the lock,
+    every pair is kept (without it, one process's write replaced the other's)."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_record_many, args=(i,)) for i in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert all(p.exitcode == 0 for p in procs)
+    assert history.count("runs", "cpu") == 4 * history.KEEP
+
+
+def _record_many(i: int) -> None:
+    for _ in range(history.KEEP):
+        history.record("runs", "cli, 1 thread(s)", f"run {i}", "cpu", 10.0, 12.0)
