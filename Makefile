@@ -38,12 +38,15 @@ test: $(VENV)/.dev browser
 
 bench: $(VENV)/.dev
 	$(BIN)/python bench/train_overhead.py
+	$(BIN)/python bench/allocator.py
 	$(BIN)/python bench/dashboard_overhead.py
 	$(BIN)/python bench/redraw_floor.py
 	$(BIN)/python bench/attribution_speed.py
 	$(BIN)/python bench/analysis_speed.py
 	$(BIN)/python bench/default_start.py
 	$(BIN)/python bench/paper_findings.py --parallel 2
+	$(BIN)/python bench/why_defaults.py
+	$(BIN)/python bench/dashboard_vs_cli.py --starts 3
 	$(BIN)/python bench/gpu_throughput.py || true  # refuses (one line, exit 2) without CUDA
 
 # On a machine with CUDA: the tests/gpu suite, the GPU throughput benchmark, the Fig. 6 preset at paper

@@ -224,6 +224,9 @@ def main() -> None:
     torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
     import resnet_core.training.runs  # noqa: F401 - and the core's modules, before the memory cap
     import resnet_core.training.loop  # noqa: F401
+    from resnet_core.memory import keep_freed_memory
+
+    keep_freed_memory()
     _limit_memory()
     _Process(out).serve()
 

@@ -14,6 +14,9 @@ from dashboard.worker import RunManager
 def _manager(runs_dir: str) -> RunManager:
     from resnet_core.experiments.scales import preset_base, scale_config
 
+    from resnet_core.memory import keep_freed_memory
+
+    keep_freed_memory()   # the analyses run in this process: their passes keep their memory between batches
     manager = RunManager.shared(runs_dir)
     # The training processes import torch (~2.5 s), render the quick presets' and the default Start's
     # data (~1 s) and take two unrecorded steps of the default Start (its kernels) now, while the page is

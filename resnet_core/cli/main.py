@@ -32,7 +32,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from resnet_core.data import DataError
+    from resnet_core.memory import keep_freed_memory
     from resnet_core.nets.checkpoints import CheckpointError
+
+    keep_freed_memory()
 
     def work() -> int:
         args = build_parser().parse_args(argv)
