@@ -164,6 +164,10 @@ def main() -> None:
     a = ap.parse_args()
     import torch
 
+    from resnet_core.memory import keep_freed_memory
+
+    keep_freed_memory()   # as the dashboard's server and `python -m resnet_core analyze`
+
     print(f"torch {torch.__version__}, {os.cpu_count()} CPU cores, torch threads {torch.get_num_threads()}, "
           f"load average {os.getloadavg()[0]:.1f} at start")
     depths = SWEEP[:5] if a.quick else SWEEP

@@ -54,6 +54,9 @@ def main() -> int:
     cores = os.cpu_count() or 1
     print(f"# {a.scale} scale, device {a.device}, {a.seeds} seed(s), {a.parallel} run(s) at a time, {cores} cores, "
           f"load average {os.getloadavg()[0]:.1f} at start")
+    from resnet_core.memory import keep_freed_memory
+
+    keep_freed_memory()   # as `python -m resnet_core reproduce` does
     summary_rows = []
     with tempfile.TemporaryDirectory() as tmp:
         use_fresh_history(Path(tmp))

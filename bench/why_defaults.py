@@ -85,6 +85,9 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=300, help="training steps of the two runs the tabs analyse")
     ap.add_argument("--rounds", type=int, default=2, help="times every tab runs (later rounds: learned estimates)")
     a = ap.parse_args()
+    from resnet_core.memory import keep_freed_memory
+
+    keep_freed_memory()   # as the dashboard's server, where the page's analyses run
     history_dir = tempfile.mkdtemp(prefix="why-defaults-history-")
     os.environ["RESNET_LAB_CACHE"] = history_dir   # no earlier run's history: round 1 is the cost model alone
 
