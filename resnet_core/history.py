@@ -10,11 +10,12 @@ same work repeated took nearly the same time again. So every finished piece of w
 key (the model; the run's net and steps), and the next estimate becomes:
 
 - for a key seen before: the estimate times the median of its last ``KEEP`` ratios took / estimate;
-- for a new key of a group with pairs of at least two sizes (the largest estimate 1.5x the smallest or
-  more): ``a + b * estimate`` fitted to them (least squares, a and b not negative). A dashboard run's cost
-  beside the page is mostly a fixed second or two per run (its start and end redrawn), which a ratio
-  learned from a 5 s Start would spread over a 40 s preset (+29% measured); the line keeps it fixed;
-- for a new key with pairs of one size only: the median ratio of the group;
+- for a new key of a group seen before, as its caller says: an analysis of another model the group's
+  median ratio (its time scales with its count, at a pace the count misses); a run of another net or
+  length the group's median of took - estimate, added (what a dashboard run adds beside the page is a
+  second or two around its start and end, which a ratio learned from a 5 s Start would spread over a
+  40 s preset), within 1.5x of the estimate either way. A line fitted through a group's pairs was
+  tried and dropped: from two clusters of short runs it extrapolated a 600-step run to 0.68x;
 - for a group never seen here: the estimate alone.
 
 Only work whose estimate was at least ``MIN_SECONDS`` teaches: below that, fixed costs (building a net,
@@ -34,7 +35,7 @@ from pathlib import Path
 KEEP = 5
 MAX_KEYS = 32
 MIN_SECONDS = 0.5
-SPREAD = 1.5   # the largest estimate over the smallest a group needs before a line is fitted to it
+MAX_OFFSET_FACTOR = 1.5
 _LOCK = threading.Lock()
 
 
@@ -65,23 +66,13 @@ def _pairs(entry) -> list[tuple[float, float]]:
             if isinstance(p, list) and len(p) == 2 and _number(p[0]) and _number(p[1]) and p[0] >= MIN_SECONDS]
 
 
-def _line(pairs: list[tuple[float, float]]) -> tuple[float, float]:
-    """a, b >= 0 minimising the squared error of took = a + b * estimate."""
-    n = len(pairs)
-    mx = sum(e for e, _ in pairs) / n
-    my = sum(t for _, t in pairs) / n
-    sxx = sum((e - mx) ** 2 for e, _ in pairs)
-    b = sum((e - mx) * (t - my) for e, t in pairs) / sxx if sxx > 0 else 0.0
-    a = my - b * mx
-    if a < 0:        # through the origin
-        return 0.0, sum(e * t for e, t in pairs) / sum(e * e for e, _ in pairs)
-    if b < 0:        # a constant
-        return my, 0.0
-    return a, b
-
-
-def predict(kind: str, group: str, key: str, device: str, estimated: float) -> tuple[float, str]:
-    """(seconds the work of ``estimated`` seconds by the cost model is expected to take, why, in words)."""
+def predict(kind: str, group: str, key: str, device: str, estimated: float,
+            fallback: str = "ratio") -> tuple[float, str]:
+    """(seconds the work of ``estimated`` seconds by the cost model is expected to take, why, in words).
+    A key seen before: its median ratio. A new key of a group seen before: ``fallback`` "ratio" (the
+    group's median ratio: an analysis of another model, whose time scales with its count) or "offset"
+    (the group's median of took - estimate, a fixed cost such as the page's around a dashboard run,
+    added to the estimate, which it may change by at most ``MAX_OFFSET_FACTOR`` either way)."""
     with _LOCK:
         by_key = _read(kind, device).get(group)
     by_key = by_key if isinstance(by_key, dict) else {}
@@ -92,10 +83,10 @@ def predict(kind: str, group: str, key: str, device: str, estimated: float) -> t
     others = [p for k, v in by_key.items() if k != key for p in _pairs(v)]
     if not others:
         return estimated, "no run of it here yet"
-    sizes = [e for e, _ in others]
-    if len(others) >= 2 and max(sizes) >= SPREAD * min(sizes):
-        a, b = _line(others)
-        return a + b * estimated, f"{a:.1f} s + x{b:.2f} fitted to {len(others)} other run(s) here"
+    if fallback == "offset":
+        extra = statistics.median(t - e for e, t in others)
+        seconds = min(max(estimated + extra, estimated / MAX_OFFSET_FACTOR), estimated * MAX_OFFSET_FACTOR)
+        return seconds, f"{extra:+.1f} s from {len(others)} other run(s) here"
     f = statistics.median(t / e for e, t in others)
     return estimated * f, f"x{f:.2f} from {len(others)} other run(s) here"
 

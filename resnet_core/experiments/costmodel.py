@@ -417,7 +417,7 @@ def run_correction(cal: Calibration, context: str = "cli", n_train: int | None =
         if alone <= 0:
             return 1.0
         seconds, _ = history.predict("runs", _history_group(cal, threads, context), _history_key(cfg, n_train),
-                                     cal.device, alone)
+                                     cal.device, alone, fallback="offset")
         return max(seconds, 1e-9) / alone
 
     return factor
