@@ -13,7 +13,6 @@ from dashboard.worker import RunManager
 @st.cache_resource(show_spinner=False)
 def _manager(runs_dir: str) -> RunManager:
     from resnet_core.experiments.scales import preset_base, scale_config
-
     from resnet_core.memory import keep_freed_memory
 
     keep_freed_memory()   # the analyses run in this process: their passes keep their memory between batches

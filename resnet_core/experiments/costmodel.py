@@ -366,9 +366,6 @@ def fixed_seconds(cal: Calibration, cfg: RunConfig, n_train: int | None = None) 
     return cal.startup_s + snapshots * cal.snapshot_s
 
 
-CONTEXTS = ("cli", "dashboard")
-
-
 def _history_group(cal: Calibration, threads: int, context: str) -> str:
     return f"{context}, " + (f"{threads} thread(s)" if cal.device == "cpu" else cal.device)
 

@@ -31,6 +31,7 @@ import re
 import secrets
 import shutil
 import socket
+import sys
 import threading
 import time
 import traceback
@@ -414,6 +415,16 @@ class RunStore:
         shutil.rmtree(info.path)
 
 
+def _learn(cfg, threads: int, seconds: float, ds, context: str) -> None:
+    """Keeps a finished run's time for the estimates; never fails the run it learns from."""
+    from resnet_core.experiments.costmodel import record_run
+
+    try:
+        record_run(cfg, threads, seconds, n_train=len(ds.train_y), n_test=len(ds.test_y), context=context)
+    except Exception as e:  # noqa: BLE001 - the run is finished and recorded; only the lesson is lost
+        print(f"warning: the run's time was not kept for the estimates ({type(e).__name__}: {e})", file=sys.stderr)
+
+
 def execute_run(writer: RunWriter, stop: threading.Event | None = None, pause: threading.Event | None = None,
                 on_event=None, dataset=None, context: str = "cli", **train_options):
     """Trains ``writer.config`` into its run directory; never raises for a failing run: the failure
@@ -444,10 +455,7 @@ def execute_run(writer: RunWriter, stop: threading.Event | None = None, pause: t
         # A whole run at one thread count, unpaused, on one process: what it took teaches the estimates
         if (result.status == "finished" and not result.extra.get("paused") and torch.get_num_threads() == threads
                 and not train_options.get("resume") and train_options.get("dist") is None):
-            from resnet_core.experiments.costmodel import record_run
-
-            record_run(cfg, threads, time.perf_counter() - t0, n_train=len(ds.train_y), n_test=len(ds.test_y),
-                       context=context)
+            _learn(cfg, threads, time.perf_counter() - t0, ds, context)
         return result
     except Exception as e:  # noqa: BLE001 - a failing run is data, not a crash
         dist = train_options.get("dist")

@@ -231,3 +231,17 @@ def test_the_dashboards_runs_and_the_clis_teach_their_own_estimates(tmp_path, mo
     assert estimate_seconds([run], "cpu", context="dashboard") == pytest.approx(1.4 * alone, rel=1e-3)
     assert estimate_seconds([run], "cpu", context="cli") == pytest.approx(1.2 * alone, rel=1e-3)
     assert "corrected by 1 run(s) finished here (dashboard)" in cm.estimate_basis(cm.load_calibration("cpu"), "dashboard")
+
+
+def test_a_failure_to_keep_a_runs_time_does_not_fail_the_run(tmp_path, monkeypatch):
+    from resnet_core.training.runs import RunStore, execute_run
+
+    def broken(*a, **k):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(cm, "record_run", broken)
+    store = RunStore(tmp_path / "runs")
+    writer = store.create(_run(8, 3, batch=8, size=16), status="queued")
+    result = execute_run(writer)
+    assert result is not None and result.status == "finished"
+    assert store.get(writer.run_id).status == "finished"
