@@ -179,9 +179,9 @@ def _learn(analysis: Analysis, ctx: AnalysisContext, settings: dict, seconds: fl
         return
     try:
         macs, _ = analysis.cost(ctx, settings)
+        history.record("analysis", analysis.name, model, ctx.device.type, macs / rate, seconds)
     except Exception:  # noqa: BLE001 - learning must never fail an analysis that succeeded
         return
-    history.record("analysis", analysis.name, model, ctx.device.type, macs / rate, seconds)
 
 
 def estimate_cost(name: str, source: ModelSource, settings: dict | None = None,
