@@ -34,10 +34,6 @@ def run_summary(config: RunConfig, records: list[dict]) -> dict:
     return summary
 
 
-def _pts(x: float | None) -> str:
-    return "n/a" if x is None else f"{100 * x:.1f}%"
-
-
 def _find(summaries: list[dict], **match) -> dict | None:
     for s in summaries:
         if all(s.get(k) == v for k, v in match.items()):

@@ -109,7 +109,7 @@ def line_gradient_figure(series: dict[str, Sequence[float]]) -> go.Figure:
     each model's curve scaled to unit std so that their shapes, not their sizes, compare."""
     fig = go.Figure()
     colors = _colors(series)
-    for i, (label, values) in enumerate(series.items()):
+    for label, values in series.items():
         ys = np.asarray(_floats(values))
         std = np.nanstd(ys)
         ys = (ys - np.nanmean(ys)) / std if std > 0 else ys
@@ -126,7 +126,7 @@ def autocorrelation_figure(series: dict[str, tuple[Sequence[float], Sequence[flo
     """Autocorrelation of the gradient along the line against lag: white noise drops to 0 at lag 1."""
     fig = go.Figure()
     colors = _colors(series)
-    for i, (label, (lags, corr)) in enumerate(series.items()):
+    for label, (lags, corr) in series.items():
         fig.add_scatter(x=_floats(lags), y=_floats(corr), mode="lines+markers", name=label,
                         line=dict(color=colors[label], dash=_dash(label)), marker=dict(size=4))
     fig.add_hline(y=0.0, line=dict(color="gray", dash="dot", width=1))
@@ -226,7 +226,7 @@ def lesion_single_figure(series: dict[str, tuple[Sequence[str], Sequence[bool], 
     a block that cannot be deleted (its shape changes and its shortcut cannot stand alone) has no point."""
     fig = go.Figure()
     colors = _colors(series)
-    for i, (label, (blocks, downsampling, errors)) in enumerate(series.items()):
+    for label, (blocks, downsampling, errors) in series.items():
         color = colors[label]
         ys = [100 * e for e in _floats(errors)]
         symbols = ["triangle-up" if d else "circle" for d in downsampling]
@@ -245,7 +245,7 @@ def lesion_single_figure(series: dict[str, tuple[Sequence[str], Sequence[bool], 
 def lesion_by_count_figure(series: dict[str, tuple[Sequence[int], Sequence[float]]]) -> go.Figure:
     fig = go.Figure()
     colors = _colors(series)
-    for i, (label, (ks, errors)) in enumerate(series.items()):
+    for label, (ks, errors) in series.items():
         fig.add_scatter(x=[int(k) for k in ks], y=[100 * e for e in _floats(errors)], mode="lines+markers",
                         name=label, line=dict(color=colors[label], dash=_dash(label)))
     fig = _base(fig, "Mean test error after deleting k random blocks", "blocks deleted (k)", "test error (%)")
@@ -257,7 +257,7 @@ def reorder_figure(series: dict[str, tuple[Sequence[float], Sequence[float]]]) -
     """Error against Kendall's τ between the original and a shuffled block order (1: unchanged)."""
     fig = go.Figure()
     colors = _colors(series)
-    for i, (label, (taus, errors)) in enumerate(series.items()):
+    for label, (taus, errors) in series.items():
         fig.add_scatter(x=_floats(taus), y=[100 * e for e in _floats(errors)], mode="markers", name=label,
                         marker=dict(color=colors[label], size=7, symbol="circle-open" if _dash(label) == "dash"
                                     else "circle"))
@@ -310,7 +310,7 @@ def interpolation_figure(series: dict[str, tuple[Sequence[float], Sequence[float
     θ(α) = (1-α) θ_init + α θ_trained; α = 0 is the initialisation, 1 the trained net."""
     fig = make_subplots(specs=[[{"secondary_y": True}]])
     colors = _colors(series)
-    for i, (label, (alphas, loss, accuracy)) in enumerate(series.items()):
+    for label, (alphas, loss, accuracy) in series.items():
         fig.add_scatter(x=_floats(alphas), y=_floats(loss), mode="lines", name=f"{label} loss",
                         line=dict(color=colors[label]), secondary_y=False)
         if accuracy is not None:
