@@ -150,6 +150,7 @@ def one_start(page, store: RunStore) -> dict:
     d["start_wall_s"] = time.perf_counter() - t0
     info = store.get(run_id)
     d["start_status"], d["start_test_acc"] = info.status, info.summary.get("test_acc")
+    d["train_s"] = info.summary.get("seconds")   # the run's own clock: its first step to its end
     return d
 
 
@@ -253,7 +254,8 @@ def main() -> int:
           f"{cli['test_acc']:.3f}); >= 80% at {'%.1f s' % cli['first_80_t'] if cli['first_80_t'] else 'never'} of training")
     for k, d in enumerate(dash["starts"], 1):
         said = d["page_estimate_s"]
-        print(f"  dashboard, Start {k}: {d['start_wall_s']:.1f} s click to finished ({d['start_status']}, test accuracy "
+        print(f"  dashboard, Start {k}: {d['start_wall_s']:.1f} s click to finished ({d['start_status']}, training "
+              f"{d['train_s'] or 0:.1f} s, test accuracy "
               f"{d['start_test_acc']:.3f}); run created {d['created_s']:.2f} s and its first point on disk "
               f"{d['first_point_s']:.2f} s after the click; >= 80% test accuracy at "
               f"{'%.1f s' % d['first_80_s'] if d['first_80_s'] else 'never'}; ratio to the CLI "

@@ -159,15 +159,18 @@ def _empty(title: str, x: str, y: str, note: str = "waiting for the first points
 
 
 # --- loss and accuracy --------------------------------------------------------------------------
-def loss_figure(runs: list[RunSeries], smoothing: float = 0.0, x_axis: str = "step") -> go.Figure:
-    return _curves(runs, "train_loss", "test_loss", "Loss", "cross-entropy loss (nats)", 1.0, smoothing, x_axis)
+def loss_figure(runs: list[RunSeries], smoothing: float = 0.0, x_axis: str = "step",
+                empty_note: str = "waiting for the first points") -> go.Figure:
+    return _curves(runs, "train_loss", "test_loss", "Loss", "cross-entropy loss (nats)", 1.0, smoothing, x_axis,
+                   empty_note)
 
 
-def accuracy_figure(runs: list[RunSeries], smoothing: float = 0.0, x_axis: str = "step") -> go.Figure:
-    return _curves(runs, "train_acc", "test_acc", "Accuracy", "accuracy (%)", 100.0, smoothing, x_axis)
+def accuracy_figure(runs: list[RunSeries], smoothing: float = 0.0, x_axis: str = "step",
+                    empty_note: str = "waiting for the first points") -> go.Figure:
+    return _curves(runs, "train_acc", "test_acc", "Accuracy", "accuracy (%)", 100.0, smoothing, x_axis, empty_note)
 
 
-def _curves(runs, train_key, test_key, title, y_title, scale, smoothing, x_axis) -> go.Figure:
+def _curves(runs, train_key, test_key, title, y_title, scale, smoothing, x_axis, empty_note) -> go.Figure:
     fig = _base(go.Figure(), title, x_title(x_axis), y_title)
     colors = run_colors(runs)
     for r in runs:
@@ -183,7 +186,7 @@ def _curves(runs, train_key, test_key, title, y_title, scale, smoothing, x_axis)
                                      marker=dict(size=7), legendgroup=r.run_id, showlegend=False))
         _mark_divergence(fig, r, c, x_axis)
     if not fig.data:
-        return _empty(title, x_title(x_axis), y_title)
+        return _empty(title, x_title(x_axis), y_title, empty_note)
     return _fit_legend(fig, HALF_WIDTH_PX)
 
 
@@ -302,7 +305,7 @@ def _per_stage(runs, key, title, y_title, scale=1.0, smoothing=0.0, x_axis="step
             _add_step_curve(fig, x, m[:, s] * scale, smoothing, f"{r.label} {stages[s]}",
                             dict(color=colors[r.run_id], dash=STAGE_DASH[s % 4]), r.run_id)
     if not fig.data:
-        return _empty(title, x_title(x_axis), y_title)
+        return _empty(title, x_title(x_axis), y_title, empty_note)
     return _fit_legend(fig, HALF_WIDTH_PX)
 
 

@@ -48,6 +48,15 @@ def _trace_names(at, title: str) -> list[str]:
     return [t["name"] for t in _chart(at, title)["data"]]
 
 
+def test_with_no_run_shown_the_page_draws_the_empty_loss_and_accuracy_charts(runs_dir):
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    assert not at.exception
+    for title in ("Loss", "Accuracy"):
+        spec = _chart(at, title)
+        assert spec["data"] == [] and spec["layout"]["annotations"][0]["text"] == "no run shown"
+    assert any("Start a run, or pick stored runs" in c.value for c in at.caption)
+
+
 def test_page_renders_with_its_controls(runs_dir):
     at = AppTest.from_file(PAGE, default_timeout=60).run()
     assert not at.exception
