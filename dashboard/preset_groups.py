@@ -10,6 +10,7 @@ import functools
 import json
 from dataclasses import dataclass
 
+from dashboard import redraw
 from resnet_core.experiments import presets as core
 from resnet_core.experiments import costmodel
 from resnet_core.experiments import verdicts
@@ -93,6 +94,22 @@ def group_result(group: str, runs: list[RunInfo]) -> GroupResult | None:
     return GroupResult(group, key, preset.title, preset.what_to_look_for, runs, ended, summaries, verdict)
 
 
+def _calibration(device: str) -> costmodel.Calibration | None:
+    from resnet_core.device import resolve_device
+
+    try:
+        kind = resolve_device(device).type
+    except RuntimeError:
+        kind = "cpu"
+    return costmodel.load_calibration(kind)
+
+
+def _page_prior(cal: costmodel.Calibration) -> bool:
+    """Whether the page's own redraws are added to this machine's estimates: on a CPU (where the page
+    and the browser take cores from the runs), until a dashboard run has finished here."""
+    return cal.device == "cpu" and costmodel.finished_here(cal, "dashboard") == 0
+
+
 def expected_duration(cfgs: list[RunConfig], device: str = "auto",
                       ahead: list[tuple[RunConfig, int]] | None = None, start_wait_s: float | None = 0.0) -> str:
     """The core's estimate of how long these runs take here (behind the runs ``ahead``, training or
@@ -101,21 +118,21 @@ def expected_duration(cfgs: list[RunConfig], device: str = "auto",
     seconds = costmodel.estimate_seconds(cfgs, device, ahead=ahead, context="dashboard")
     if seconds is None:
         return "not estimated yet (timing a few training steps on this machine)"
+    cal = _calibration(device)
+    if cal is not None and _page_prior(cal):
+        seconds += redraw.page_seconds(seconds, cal.machine.get("cores"),
+                                       redraw.auto_redraw_seconds(cal.machine.get("cores")))
     seconds += start_wait_s or 0.0
     return "estimated " + duration_text(seconds) + (" after the runs ahead of it" if ahead else "")
 
 
 def estimate_basis(device: str = "auto") -> str:
     """Where the page's durations come from, in one line."""
-    from resnet_core.experiments.costmodel import estimate_basis, load_calibration
-    from resnet_core.device import resolve_device
-
-    try:
-        kind = resolve_device(device).type
-    except RuntimeError:
-        kind = "cpu"
-    cal = load_calibration(kind)
-    return estimate_basis(cal, "dashboard") if cal is not None else "this machine's training speed is being measured"
+    cal = _calibration(device)
+    if cal is None:
+        return "this machine's training speed is being measured"
+    return costmodel.estimate_basis(cal, "dashboard") + (
+        f"; plus the page's redraws at {redraw.REDRAW_CPU_S:g} CPU-s each, until a run has finished here" if _page_prior(cal) else "")
 
 
 def duration_text(seconds: float | None) -> str:

@@ -378,33 +378,3 @@ def plot(fig, key: str) -> None:
     is otherwise re-applied in the browser on every redraw (in one measurement of the live Train page,
     0.32 -> 0.24 browser cores at a 1 s redraw)."""
     st.plotly_chart(fig, width="stretch", key=key, theme=None, config={"displaylogo": False})
-
-
-# What one redraw of the Train page's live charts costs, in CPU seconds, browser and server together,
-# with the browser on the machine that trains. On a 2-core CPU bench/redraw_floor.py measures 0.37
-# for a page of 4 Plotly charts with nothing training, and the browser alone used 0.33-0.40 cores
-# during bench/dashboard_overhead.py's 1 s runs (README, "Benchmarks").
-REDRAW_CPU_S = 0.4
-REDRAW_BUDGET = 0.05          # of the machine's CPU; training slows by about twice that (its threads sync)
-REDRAW_CHOICES = (1.0, 2.0, 5.0)
-
-
-def auto_redraw_seconds(cpu_count: int | None) -> float:
-    """The shortest redraw interval whose cost stays within REDRAW_BUDGET of the CPU: 1 s from 8
-    cores up, 2 s on 4, 5 s on 2, where a 1 s redraw took a third of the training speed."""
-    cores = max(1, cpu_count or 1)
-    for every in REDRAW_CHOICES:
-        if REDRAW_CPU_S / every <= REDRAW_BUDGET * cores:
-            return every
-    return REDRAW_CHOICES[-1]
-
-
-def live_period(busy: bool, runs: list[tuple[str, int]], chosen: float) -> float | None:
-    """The live panel's timer, from whether the manager has work and the shown runs' (status, points):
-    none when nothing is active (no polling when idle); 1 s while a shown run trains but has no point
-    yet, so a Start answers fast; else the chosen interval."""
-    if not (busy or any(status in ACTIVE for status, _ in runs)):
-        return None
-    if any(status == "running" and not points for status, points in runs):
-        return 1.0
-    return chosen

@@ -7,7 +7,7 @@ import os
 import pandas as pd
 import streamlit as st
 
-from dashboard import preset_groups, state, widgets
+from dashboard import preset_groups, redraw, state, widgets
 from dashboard.views import resume
 from resnet_core.figures import training as charts
 from resnet_core.training.series import metrics_long_csv
@@ -94,7 +94,7 @@ ticking = any(by_id[r].status in ACTIVE for r in selected)
 
 
 # Active runs redraw as the Train page's auto setting does, but never more than every 2 s: this page compares.
-@st.fragment(run_every=max(2.0, widgets.auto_redraw_seconds(os.cpu_count())) if ticking else None)
+@st.fragment(run_every=max(2.0, redraw.auto_redraw_seconds(os.cpu_count())) if ticking else None)
 def compare_panel():
     try:
         _compare_body()

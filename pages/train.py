@@ -5,7 +5,7 @@ import os
 
 import streamlit as st
 
-from dashboard import preset_groups, state, widgets
+from dashboard import preset_groups, redraw, state, widgets
 from resnet_core.figures import training as charts
 from dashboard.worker import QueueFull
 from resnet_core.experiments import presets as core_presets
@@ -115,7 +115,7 @@ c1, c2 = st.columns([3, 2])
 c1.multiselect("Runs shown", list(by_id), key="shown_runs", format_func=lambda r: f"{by_id[r].label} · {r}",
                placeholder="Start a run, or pick stored runs to look at")
 # Outside the fragment on purpose: a new interval needs a full rerun to redefine the fragment's timer.
-AUTO_EVERY = widgets.auto_redraw_seconds(os.cpu_count())
+AUTO_EVERY = redraw.auto_redraw_seconds(os.cpu_count())
 REFRESH = {f"auto ({AUTO_EVERY:g} s)": AUTO_EVERY, "1 s": 1.0, "2 s": 2.0, "5 s": 5.0}
 refresh = c2.segmented_control(
     "Redraw every", list(REFRESH), default=next(iter(REFRESH)), key="refresh",
@@ -314,7 +314,7 @@ def _live_body(shown: list[str]) -> list[tuple[str, int]]:
 
 
 def _period(states: list[tuple[str, int]]) -> float | None:
-    return widgets.live_period(manager.busy(), states, REFRESH.get(refresh, 1.0))
+    return redraw.live_period(manager.busy(), states, REFRESH.get(refresh, 1.0))
 
 
 def _read_states(shown: list[str]) -> list[tuple[str, int]]:

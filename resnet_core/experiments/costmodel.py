@@ -420,13 +420,17 @@ def run_correction(cal: Calibration, context: str = "cli", n_train: int | None =
     return factor
 
 
-def estimate_basis(cal: Calibration, context: str = "cli") -> str:
-    """What an estimate rests on, in words: the timed steps and the runs finished here."""
+def finished_here(cal: Calibration, context: str = "cli") -> int:
+    """How many runs in ``context`` finished on this machine and device and correct its estimates."""
     from resnet_core import history
 
     cores = cal.machine.get("cores", os.cpu_count() or 1) if cal.device == "cpu" else 1
-    groups = [_history_group(cal, t, context) for t in range(1, cores + 1)]
-    n = history.count("runs", cal.device, groups)
+    return history.count("runs", cal.device, [_history_group(cal, t, context) for t in range(1, cores + 1)])
+
+
+def estimate_basis(cal: Calibration, context: str = "cli") -> str:
+    """What an estimate rests on, in words: the timed steps and the runs finished here."""
+    n = finished_here(cal, context)
     return f"{cal.basis}; " + (f"corrected by {n} run(s) finished here ({context})" if n
                                else f"no run finished here yet ({context})")
 

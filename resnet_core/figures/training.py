@@ -305,7 +305,7 @@ def _per_stage(runs, key, title, y_title, scale=1.0, smoothing=0.0, x_axis="step
             _add_step_curve(fig, x, m[:, s] * scale, smoothing, f"{r.label} {stages[s]}",
                             dict(color=colors[r.run_id], dash=STAGE_DASH[s % 4]), r.run_id)
     if not fig.data:
-        return _empty(title, x_title(x_axis), y_title, empty_note)
+        return _empty(title, x_title(x_axis), y_title)
     return _fit_legend(fig, HALF_WIDTH_PX)
 
 
