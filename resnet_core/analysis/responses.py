@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 
 from resnet_core.analysis import register
-from resnet_core.analysis.base import Analysis, AnalysisContext, int_setting, macs_of
+from resnet_core.analysis.base import Analysis, AnalysisContext, int_setting, macs_of, probed_factor
 
 
 def layer_responses(model, x: torch.Tensor, batch_size: int, report=None) -> dict:
@@ -77,7 +77,10 @@ def _cost(ctx: AnalysisContext, s: dict):
     cfg = ctx.model_config()
     ds = ctx.dataset()
     images = min(s["images"], int(ds.test_x.shape[0]))
-    return macs_of(cfg, int(ds.test_x.shape[-1])) * images, f"1 forward pass x {images} test images ({cfg.name})"
+    size = int(ds.test_x.shape[-1])
+    probed = probed_factor(ctx.device, cfg.width, size)   # the hooks' reductions, in plain passes
+    return (macs_of(cfg, size) * images * probed,
+            f"1 forward pass with probes (x{probed:.2f} a plain one) x {images} test images ({cfg.name})")
 
 
 ANALYSIS = register(Analysis(

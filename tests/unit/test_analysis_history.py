@@ -6,6 +6,7 @@ import pytest
 from resnet_core import history
 from resnet_core.analysis import ModelSource, estimate_cost, run_analysis
 from resnet_core.config import DataConfig, ModelConfig
+from tests.conftest import store_tiny_run
 
 TINY_DATA = DataConfig(n_train=32, n_test=16)
 
@@ -117,3 +118,28 @@ def test_work_finishing_in_several_processes_at_once_loses_no_pair(empty_history
 def _record_many(i: int) -> None:
     for _ in range(history.KEEP):
         history.record("runs", "cli, 1 thread(s)", f"run {i}", "cpu", 10.0, 12.0)
+
+
+def test_the_fig7_responses_count_their_probes_as_measured_here(empty_history, monkeypatch):
+    """The responses run every pass with the training probes' hooks armed: their estimate is the plain
+    count times the measured cost of a probed pass in plain passes (at a fixed rate of 1 GMAC/s and a
+    factor of 1.5 by hand), and that factor is a measurement: at least 1 (the probes only add work),
+    taken once per process and size."""
+    import resnet_core.analysis as analysis
+    import resnet_core.analysis.base as base
+    import resnet_core.analysis.responses as responses
+    import torch
+    from resnet_core.analysis.base import macs_of
+
+    factor = base.probed_factor(torch.device("cpu"), 0.25, 16)
+    assert factor >= 1.0
+    monkeypatch.setattr(base, "_median_seconds", lambda *a, **k: pytest.fail("measured twice"))
+    assert base.probed_factor(torch.device("cpu"), 0.25, 16) == factor
+
+    monkeypatch.setattr(analysis, "forward_rate", lambda device, width=1.0, image_size=32: 1e9)
+    monkeypatch.setattr(responses, "probed_factor", lambda device, width=1.0, image_size=32: 1.5)
+    run_id = store_tiny_run(empty_history / "runs", "tiny", "tiny")        # a depth-8 net, 32x32 data
+    est = estimate_cost("responses", ModelSource(run_id=run_id), {"images": 10}, TINY_DATA,
+                        runs_dir=empty_history / "runs")
+    assert est["seconds"] == pytest.approx(macs_of(ModelConfig(depth=8), 32) * 10 * 1.5 / 1e9, rel=5e-3)   # 3 digits
+    assert "with probes (x1.50 a plain one) x 10 test images" in est["detail"]
