@@ -9,11 +9,11 @@ dashboard and CLI and their ratio, the page's estimate, and for the Start: secon
 the first point on disk and to the first test evaluation at >= 80% accuracy; for the preset: its
 verdict. ``--starts N`` clicks Start N times on the same page, one after the other: the first on a
 server that has just started, the later ones on a warm training process and with the estimate corrected
-by the runs finished before (``resnet_core/history.py``). The bench keeps this machine's calibration and
-process-start time but starts from an empty run history (a copy of the cache in its own folder). Not a
-test: it asserts nothing.
+by the runs finished before (``resnet_core/history.py``). The bench keeps this machine's calibration
+(``--calibrate``: measures it anew first, as on a fresh machine) and process-start time but starts from
+an empty run history (a copy of the cache in its own folder). Not a test: it asserts nothing.
 
-    python bench/dashboard_vs_cli.py [--skip-preset] [--starts 2] [--read-s 2]
+    python bench/dashboard_vs_cli.py [--skip-preset] [--starts 2] [--read-s 2] [--calibrate]
 """
 from __future__ import annotations
 
@@ -160,21 +160,27 @@ def main() -> int:
     ap.add_argument("--read-s", type=float, default=2.0,
                     help="seconds between the page being shown and the click on Start (a person reading it)")
     ap.add_argument("--starts", type=int, default=2, help="Starts clicked one after the other on the same page")
+    ap.add_argument("--calibrate", action="store_true",
+                    help="time this machine's training steps anew first, as a fresh machine's server does at its "
+                         "start (else the cached calibration, which may be days old, is used)")
     a = ap.parse_args()
     if not Path(CHROMIUM).exists():
         raise SystemExit(f"{CHROMIUM} is missing: apt-get install -y chromium")
+    work = Path(tempfile.mkdtemp(prefix="dash-vs-cli-"))
+    # this machine's calibration (or a new one) and process start, no history of finished runs
+    use_fresh_history(work, calibration=not a.calibrate)
     cal = costmodel.load_calibration("cpu")
-    if cal is None:
+    if cal is None:   # as the server does on a fresh machine: the CLI's calibration, in a process of its own
         t0 = time.perf_counter()
-        cal = costmodel.calibrate("cpu")
+        subprocess.run([sys.executable, "-m", "resnet_core", "estimate", "--calibrate", "--device", "cpu"], cwd=ROOT,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL, check=True)
+        cal = costmodel.load_calibration("cpu")
         print(f"calibrated this machine in {time.perf_counter() - t0:.1f} s (cached in {costmodel.cache_path('cpu')})")
     gflops = sgemm_gflops()
     print(f"machine: {costmodel._cpu_model()}, {os.cpu_count()} cores, sgemm {gflops:.0f} GFLOP/s on "
           f"{os.cpu_count()} threads, torch {cal.machine['torch']}")
     print(f"estimates: {cal.basis}")
 
-    work = Path(tempfile.mkdtemp(prefix="dash-vs-cli-"))
-    use_fresh_history(work)   # this machine's calibration and process start, no history of finished runs
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
     env["PYTHONPATH"] = str(ROOT)
     start_cfg = scale_config("quick", device="cpu")

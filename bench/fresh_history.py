@@ -9,14 +9,15 @@ import shutil
 from pathlib import Path
 
 
-def use_fresh_history(folder: Path) -> Path:
-    """Points RESNET_LAB_CACHE (this process and the ones it starts) at ``folder``/cache and returns it."""
+def use_fresh_history(folder: Path, calibration: bool = True) -> Path:
+    """Points RESNET_LAB_CACHE (this process and the ones it starts) at ``folder``/cache and returns it;
+    without ``calibration`` the training calibration is left behind too (to be measured anew)."""
     from resnet_core.experiments.costmodel import cache_path
 
     cache = Path(folder) / "cache"
     cache.mkdir(parents=True, exist_ok=True)
     for f in cache_path("cpu").parent.glob("*.json"):
-        if f.name.startswith(("cost-", "process-start-")):
+        if f.name.startswith(("cost-", "process-start-") if calibration else ("process-start-",)):
             shutil.copy(f, cache / f.name)
     os.environ["RESNET_LAB_CACHE"] = str(cache)
     return cache
