@@ -227,9 +227,14 @@ def main() -> int:
                 page.wait_for_timeout(1000 * a.read_s)   # a person reads the page for a moment before clicking
                 dash["starts"].append(one_start(page, store))
             if not a.skip_preset:
+                # read as a person would, once the page has redrawn after the last Start's end (the estimate
+                # drawn while that Start trained counts it as a run ahead)
+                page.wait_for_timeout(1000 * a.read_s)
+                page.locator("[data-testid='stApp'][data-test-script-state='notRunning']").wait_for(
+                    state="attached", timeout=60_000)
                 page.get_by_role("button", name="Experiments from the papers").click()
                 page.get_by_role("button", name="Degradation (Fig. 6)").wait_for(timeout=30_000)
-                shown = re.search(r"Degradation \(Fig\. 6\).{0,40}?\d+ runs \(.*?\), estimated about ([\d.]+) (s|min)",
+                shown = re.search(r"Degradation \(Fig\. 6\).{0,40}?\d+ runs \(.*?\), estimated about ([\d.]+) (s|min)\.",
                                   page.inner_text("body"), re.S)
                 dash["preset_page_estimate_s"] = (float(shown.group(1)) * (60 if shown.group(2) == "min" else 1)
                                                   if shown else None)

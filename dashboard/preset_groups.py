@@ -104,35 +104,44 @@ def _calibration(device: str) -> costmodel.Calibration | None:
     return costmodel.load_calibration(kind)
 
 
-def _page_prior(cal: costmodel.Calibration) -> bool:
-    """Whether the page's own redraws are added to this machine's estimates: on a CPU (where the page
-    and the browser take cores from the runs), until a dashboard run has finished here."""
-    return cal.device == "cpu" and costmodel.finished_here(cal, "dashboard") == 0
+def _page_prior(cal: costmodel.Calibration, cfgs: list[RunConfig]) -> bool:
+    """Whether the page's own redraws are added to the estimate of ``cfgs``: on a CPU (where the page and
+    the browser take cores from the runs), until a dashboard run at the thread count these will train at
+    has finished here (its time, measured beside the page, then corrects them)."""
+    if cal.device != "cpu":
+        return False
+    cores = cal.machine.get("cores") or 1
+    threads = max(1, cores // max(1, min(len(cfgs), costmodel.runs_at_once())))
+    return costmodel.finished_here(cal, "dashboard", threads) == 0
 
 
 def expected_duration(cfgs: list[RunConfig], device: str = "auto",
-                      ahead: list[tuple[RunConfig, int]] | None = None, start_wait_s: float | None = 0.0) -> str:
+                      ahead: list[tuple[RunConfig, int]] | None = None, start_wait_s: float | None = 0.0,
+                      preset: bool = False) -> str:
     """The core's estimate of how long these runs take here (behind the runs ``ahead``, training or
     queued now, after ``start_wait_s`` for a training process to be ready), as a person reads it;
-    "not measured yet" until this machine's calibration exists."""
+    "not measured yet" until this machine's calibration exists. ``preset``: the runs of a preset, drawn
+    with its own figure."""
     seconds = costmodel.estimate_seconds(cfgs, device, ahead=ahead, context="dashboard")
     if seconds is None:
         return "not estimated yet (timing a few training steps on this machine)"
     cal = _calibration(device)
-    if cal is not None and _page_prior(cal):
-        seconds += redraw.page_seconds(seconds, cal.machine.get("cores"),
-                                       redraw.auto_redraw_seconds(cal.machine.get("cores")))
+    if cal is not None and _page_prior(cal, cfgs):
+        cores = cal.machine.get("cores")
+        seconds += redraw.page_seconds(seconds, cores, redraw.auto_redraw_seconds(cores),
+                                       redraw.live_charts(len(cfgs), preset))
     seconds += start_wait_s or 0.0
     return "estimated " + duration_text(seconds) + (" after the runs ahead of it" if ahead else "")
 
 
-def estimate_basis(device: str = "auto") -> str:
-    """Where the page's durations come from, in one line."""
+def estimate_basis(device: str = "auto", cfgs: list[RunConfig] | None = None) -> str:
+    """Where the page's durations (of ``cfgs``, default one run) come from, in one line."""
     cal = _calibration(device)
     if cal is None:
         return "this machine's training speed is being measured"
     return costmodel.estimate_basis(cal, "dashboard") + (
-        f"; plus the page's redraws at {redraw.REDRAW_CPU_S:g} CPU-s each, until a run has finished here" if _page_prior(cal) else "")
+        f"; plus the page's redraws ({redraw.REDRAW_CPU_S / 4:g} CPU-s a chart), until a run like it has finished here"
+        if _page_prior(cal, cfgs or [None]) else "")
 
 
 def duration_text(seconds: float | None) -> str:

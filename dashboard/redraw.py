@@ -23,14 +23,23 @@ def auto_redraw_seconds(cpu_count: int | None) -> float:
     return REDRAW_CHOICES[-1]
 
 
-def page_seconds(run_seconds: float, cores: int | None, every: float) -> float:
+def live_charts(runs: int, preset: bool = False) -> int:
+    """Charts the Train page's live panel draws for ``runs`` shown (its default view, Gradients): loss,
+    accuracy, a heatmap per run and the gradient profile, and a preset's own figure."""
+    return 3 + max(1, runs) + (1 if preset else 0)
+
+
+def page_seconds(run_seconds: float, cores: int | None, every: float, charts: int = 4) -> float:
     """Wall seconds the Train page's own work adds to runs that train ``run_seconds`` on this machine's
     CPU, watched at a redraw every ``every`` seconds: the rerun on the click, the first points' draw, the
-    redraws while they train and the rerun at their end, each REDRAW_CPU_S taken from ``cores``. The
-    dashboard's estimates add it only until a run has finished here: from then on what the runs took
-    beside the page, measured, corrects them (``resnet_core/history.py``). On the 2-core CPU a 5 s Start
-    took 5.7-6.8 s in the dashboard, 5.1-5.4 s from the CLI; this adds 0.8 s."""
-    return (3 + max(0.0, run_seconds) / every) * REDRAW_CPU_S / max(1, cores or 1)
+    redraws while they train and the rerun at their end, each REDRAW_CPU_S for 4 charts, scaled to
+    ``charts``, taken from ``cores``. The dashboard's estimates add it only for runs of a kind (thread
+    count) none of which has finished here: from then on what those runs took beside the page, measured,
+    corrects them (``resnet_core/history.py``). On the 2-core CPU a 5 s Start took 5.7-6.8 s in the
+    dashboard, 5.1-5.4 s from the CLI, and this adds 0.8 s; the Degradation preset (8 charts) took 46-50 s
+    against 46-49 s from the CLI and 38 s by the steps alone, and this adds 4 s (the page and Chromium used
+    13.5 CPU-s during it, 1.2 a redraw: its curves hold four runs' traces)."""
+    return (3 + max(0.0, run_seconds) / every) * REDRAW_CPU_S * charts / 4 / max(1, cores or 1)
 
 
 def live_period(busy: bool, runs: list[tuple[str, int]], chosen: float) -> float | None:

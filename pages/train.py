@@ -73,7 +73,7 @@ with c3.popover("Experiments from the papers"):
                   on_click=_start_preset, args=(key,))
         if runs:
             st.caption(f"{len(runs)} runs ({', '.join(r.label for r in runs)}), "
-                       f"{preset_groups.expected_duration(runs, cfg.train.device, ahead, start_wait)}. "
+                       f"{preset_groups.expected_duration(runs, cfg.train.device, ahead, start_wait, preset=True)}. "
                        f"Look for: {preset.what_to_look_for}")
         else:
             st.caption(f"Look for: {preset.what_to_look_for}")

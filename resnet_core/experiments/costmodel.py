@@ -420,12 +420,14 @@ def run_correction(cal: Calibration, context: str = "cli", n_train: int | None =
     return factor
 
 
-def finished_here(cal: Calibration, context: str = "cli") -> int:
-    """How many runs in ``context`` finished on this machine and device and correct its estimates."""
+def finished_here(cal: Calibration, context: str = "cli", threads: int | None = None) -> int:
+    """How many runs in ``context`` (at ``threads``, or at any thread count) finished on this machine and
+    device and correct its estimates."""
     from resnet_core import history
 
     cores = cal.machine.get("cores", os.cpu_count() or 1) if cal.device == "cpu" else 1
-    return history.count("runs", cal.device, [_history_group(cal, t, context) for t in range(1, cores + 1)])
+    counts = range(1, cores + 1) if threads is None else [threads]
+    return history.count("runs", cal.device, [_history_group(cal, t, context) for t in counts])
 
 
 def estimate_basis(cal: Calibration, context: str = "cli") -> str:

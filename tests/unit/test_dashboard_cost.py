@@ -2,6 +2,7 @@
 default redraw interval grows on machines too small to pay for a redraw every second."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import tomllib
 
@@ -42,31 +43,46 @@ def test_page_seconds_counts_the_clicks_rerun_first_draw_redraws_and_end_on_the_
     assert redraw.page_seconds(50.0, 2, 5.0) == pytest.approx((3 + 10) * redraw.REDRAW_CPU_S / 2)
     assert redraw.page_seconds(50.0, 8, 1.0) == pytest.approx((3 + 50) * redraw.REDRAW_CPU_S / 8)
     assert redraw.page_seconds(-1.0, None, 5.0) == pytest.approx(3 * redraw.REDRAW_CPU_S)
+    # REDRAW_CPU_S is a redraw of one run's 4 charts; the Degradation preset's page draws 8
+    assert redraw.live_charts(1) == 4 and redraw.live_charts(2) == 5 and redraw.live_charts(4, preset=True) == 8
+    assert redraw.page_seconds(40.0, 2, 5.0, charts=8) == pytest.approx(2 * redraw.page_seconds(40.0, 2, 5.0))
 
 
-def test_the_pages_redraws_count_until_a_dashboard_run_has_finished_here(tmp_path, monkeypatch):
+def test_the_pages_redraws_count_until_a_dashboard_run_like_it_has_finished_here(tmp_path, monkeypatch):
     """On a machine where no dashboard run has finished, the Start estimate is the calibration plus the
     page's redraws (the browser's first Start took 1.2 s beyond its 5 s of steps on 2 cores); once one
-    has, what it took (the page included) corrects the estimate and the prior is dropped."""
+    has, what it took (the page included) corrects the estimate and the prior is dropped for runs like it
+    (a run alone, on both cores), not for a pair, whose runs train on one core each."""
     from dashboard import preset_groups
     from resnet_core.config import DataConfig, ModelConfig, RunConfig, TrainConfig
     from resnet_core.experiments import costmodel as cm
 
     monkeypatch.setenv("RESNET_LAB_CACHE", str(tmp_path))
+    monkeypatch.setenv("RESNET_LAB_MAX_RUNS", "2")
     cal = cm.Calibration(dict(cm.machine_info("cpu"), cores=2), "cpu", {1: (0.2, 0.0, 0.0), 2: (0.1, 0.0, 0.0)},
                          0.0, [{"label": "x"}], 0.0)
     cm.cache_path("cpu").write_text(json.dumps(cal.to_dict()))
     run = RunConfig(model=ModelConfig(depth=8), data=DataConfig(image_size=16, n_test=10),
                     train=TrainConfig(steps=300, batch_size=64, eval_every=0, device="cpu"))
+    pair = [run, dataclasses.replace(run, train=dataclasses.replace(run.train, seed=1))]
+    every = redraw.auto_redraw_seconds(2)
+
+    def said(cfgs, seconds, preset=False):
+        return preset_groups.expected_duration(cfgs, "cpu", preset=preset) == \
+            f"estimated {preset_groups.duration_text(seconds)}"
+
     alone = cm.estimate_seconds([run], "cpu", context="dashboard")
     assert alone == pytest.approx(30.0, rel=0.01)
-    with_page = alone + redraw.page_seconds(alone, 2, redraw.auto_redraw_seconds(2))
-    assert preset_groups.expected_duration([run], "cpu") == f"estimated {preset_groups.duration_text(with_page)}"
-    assert "the page's redraws at 0.4 CPU-s each" in preset_groups.estimate_basis("cpu")
+    assert said([run], alone + redraw.page_seconds(alone, 2, every))
+    assert "plus the page's redraws (0.1 CPU-s a chart)" in preset_groups.estimate_basis("cpu")
+    both = cm.estimate_seconds(pair, "cpu", context="dashboard")
+    assert both == pytest.approx(60.0, rel=0.01)                     # two at once, one core each
+    assert said(pair, both + redraw.page_seconds(both, 2, every, charts=6), preset=True)
 
     cm.record_run(run, threads=2, seconds=36.0, context="cli")        # a CLI run does not drop it
     assert "the page's redraws" in preset_groups.estimate_basis("cpu")
     cm.record_run(run, threads=2, seconds=40.0, context="dashboard")
-    assert preset_groups.expected_duration([run], "cpu") == f"estimated {preset_groups.duration_text(40.0)}"
+    assert said([run], 40.0)
     basis = preset_groups.estimate_basis("cpu")
     assert "corrected by 1 run(s) finished here (dashboard)" in basis and "the page's redraws" not in basis
+    assert said(pair, both + redraw.page_seconds(both, 2, every, charts=6), preset=True)   # still at one core
