@@ -159,7 +159,8 @@ def main() -> int:
     ap.add_argument("--skip-preset", action="store_true", help="only the default Start")
     ap.add_argument("--read-s", type=float, default=2.0,
                     help="seconds between the page being shown and the click on Start (a person reading it)")
-    ap.add_argument("--starts", type=int, default=2, help="Starts clicked one after the other on the same page")
+    ap.add_argument("--starts", type=int, default=2,
+                    help="Starts clicked one after the other on the same page (0: the preset on a fresh server)")
     ap.add_argument("--calibrate", action="store_true",
                     help="time this machine's training steps anew first, as a fresh machine's server does at its "
                          "start (else the cached calibration, which may be days old, is used)")
@@ -272,8 +273,9 @@ def main() -> int:
               f"{'%.1f s' % d['first_80_s'] if d['first_80_s'] else 'never'}; ratio to the CLI "
               f"{d['start_wall_s'] / cli['wall_s']:.2f}; the page said "
               + (f"{said:.0f} s ({100 * (said / d['start_wall_s'] - 1):+.0f}%)" if said is not None else "nothing"))
-    print(f"  the core's first estimate {est_start:.0f} s, without a training process's start "
-          f"({100 * (est_start / dash['starts'][0]['start_wall_s'] - 1):+.0f}% against Start 1)")
+    if dash["starts"]:
+        print(f"  the core's first estimate {est_start:.0f} s, without a training process's start "
+              f"({100 * (est_start / dash['starts'][0]['start_wall_s'] - 1):+.0f}% against Start 1)")
     if not a.skip_preset:
         clip = cli_preset(work / "cli-preset", env)
         print("Degradation (Fig. 6), quick, 2 at once:")
