@@ -104,14 +104,14 @@ def _calibration(device: str) -> costmodel.Calibration | None:
     return costmodel.load_calibration(kind)
 
 
-def _page_prior(cal: costmodel.Calibration, cfgs: list[RunConfig]) -> bool:
-    """Whether the page's own redraws are added to the estimate of ``cfgs``: on a CPU (where the page and
-    the browser take cores from the runs), until a dashboard run at the thread count these will train at
-    has finished here (its time, measured beside the page, then corrects them)."""
+def _page_prior(cal: costmodel.Calibration, runs: int) -> bool:
+    """Whether the page's own redraws are added to the estimate of ``runs`` started together: on a CPU
+    (where the page and the browser take cores from the runs), until a dashboard run at the thread count
+    these will train at has finished here (its time, measured beside the page, then corrects them)."""
     if cal.device != "cpu":
         return False
     cores = cal.machine.get("cores") or 1
-    threads = max(1, cores // max(1, min(len(cfgs), costmodel.runs_at_once())))
+    threads = max(1, cores // max(1, min(runs, costmodel.runs_at_once())))
     return costmodel.finished_here(cal, "dashboard", threads) == 0
 
 
@@ -126,7 +126,7 @@ def expected_duration(cfgs: list[RunConfig], device: str = "auto",
     if seconds is None:
         return "not estimated yet (timing a few training steps on this machine)"
     cal = _calibration(device)
-    if cal is not None and _page_prior(cal, cfgs):
+    if cal is not None and _page_prior(cal, len(cfgs)):
         cores = cal.machine.get("cores")
         seconds += redraw.page_seconds(seconds, cores, redraw.auto_redraw_seconds(cores),
                                        redraw.live_charts(len(cfgs), preset))
@@ -134,14 +134,14 @@ def expected_duration(cfgs: list[RunConfig], device: str = "auto",
     return "estimated " + duration_text(seconds) + (" after the runs ahead of it" if ahead else "")
 
 
-def estimate_basis(device: str = "auto", cfgs: list[RunConfig] | None = None) -> str:
-    """Where the page's durations (of ``cfgs``, default one run) come from, in one line."""
+def estimate_basis(device: str = "auto", runs: int = 1) -> str:
+    """Where the page's durations (of ``runs`` started together) come from, in one line."""
     cal = _calibration(device)
     if cal is None:
         return "this machine's training speed is being measured"
     return costmodel.estimate_basis(cal, "dashboard") + (
         f"; plus the page's redraws ({redraw.REDRAW_CPU_S / 4:g} CPU-s a chart), until a run like it has finished here"
-        if _page_prior(cal, cfgs or [None]) else "")
+        if _page_prior(cal, runs) else "")
 
 
 def duration_text(seconds: float | None) -> str:
