@@ -128,7 +128,7 @@ def expected_duration(cfgs: list[RunConfig], device: str = "auto",
     cal = _calibration(device)
     if cal is not None and _page_prior(cal, len(cfgs)):
         cores = cal.machine.get("cores")
-        seconds += redraw.page_seconds(seconds, cores, redraw.auto_redraw_seconds(cores),
+        seconds += redraw.page_seconds(seconds, cores, redraw.default_redraw_seconds(cores),
                                        redraw.live_charts(len(cfgs), preset))
     seconds += start_wait_s or 0.0
     return "estimated " + duration_text(seconds) + (" after the runs ahead of it" if ahead else "")

@@ -2,6 +2,8 @@
 No Streamlit here (the run manager's estimates use it too)."""
 from __future__ import annotations
 
+import os
+
 from resnet_core.training.runs import ACTIVE
 
 # What one redraw of the Train page's live charts costs, in CPU seconds, browser and server together,
@@ -21,6 +23,32 @@ def auto_redraw_seconds(cpu_count: int | None) -> float:
         if REDRAW_CPU_S / every <= REDRAW_BUDGET * cores:
             return every
     return REDRAW_CHOICES[-1]
+
+
+def host_floor_seconds() -> float:
+    """The shortest redraw interval this server allows (``RESNET_LAB_REDRAW_S``, 1 by default): a host
+    serving a class raises it, as every browser's redraw also costs the server. On the 2-core CPU the
+    server spent 2.9 CPU-s of a 48 s Degradation preset on one browser's redraws every 5 s (Chromium 10.6
+    more, on the viewer's machine when it is another): thirty such browsers would need 1.8 of the server's
+    cores at 5 s, 0.3 at 30 s. Runs ending, failing or stopping still show within a second."""
+    try:
+        v = float(os.environ.get("RESNET_LAB_REDRAW_S", "1"))
+    except ValueError:
+        return 1.0
+    return min(max(1.0, v), 3600.0) if v == v else 1.0
+
+
+def default_redraw_seconds(cpu_count: int | None) -> float:
+    """The *auto* interval: ``auto_redraw_seconds``, raised to the host's floor."""
+    return max(auto_redraw_seconds(cpu_count), host_floor_seconds())
+
+
+def redraw_choices(cpu_count: int | None) -> dict[str, float]:
+    """The Train page's *Redraw every* options, label -> seconds: *auto* first, then each of
+    REDRAW_CHOICES the host's floor allows."""
+    auto = default_redraw_seconds(cpu_count)
+    floor = host_floor_seconds()
+    return {f"auto ({auto:g} s)": auto, **{f"{every:g} s": every for every in REDRAW_CHOICES if every >= floor}}
 
 
 def live_charts(runs: int, preset: bool = False) -> int:

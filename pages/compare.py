@@ -94,7 +94,7 @@ ticking = any(by_id[r].status in ACTIVE for r in selected)
 
 
 # Active runs redraw as the Train page's auto setting does, but never more than every 2 s: this page compares.
-@st.fragment(run_every=max(2.0, redraw.auto_redraw_seconds(os.cpu_count())) if ticking else None)
+@st.fragment(run_every=max(2.0, redraw.default_redraw_seconds(os.cpu_count())) if ticking else None)
 def compare_panel():
     try:
         _compare_body()

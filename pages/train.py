@@ -115,8 +115,7 @@ c1, c2 = st.columns([3, 2])
 c1.multiselect("Runs shown", list(by_id), key="shown_runs", format_func=lambda r: f"{by_id[r].label} · {r}",
                placeholder="Start a run, or pick stored runs to look at")
 # Outside the fragment on purpose: a new interval needs a full rerun to redefine the fragment's timer.
-AUTO_EVERY = redraw.auto_redraw_seconds(os.cpu_count())
-REFRESH = {f"auto ({AUTO_EVERY:g} s)": AUTO_EVERY, "1 s": 1.0, "2 s": 2.0, "5 s": 5.0}
+REFRESH = redraw.redraw_choices(os.cpu_count())
 refresh = c2.segmented_control(
     "Redraw every", list(REFRESH), default=next(iter(REFRESH)), key="refresh",
     help="How often the charts below are redrawn while runs train. Each redraw costs CPU, mostly in the "

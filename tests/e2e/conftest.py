@@ -57,8 +57,9 @@ def _healthy(url: str) -> bool:
 
 
 @pytest.fixture(scope="module")
-def app_server(tmp_path_factory) -> AppServer:
-    """A server per test module, each with a run store of its own: no test sees another's runs."""
+def app_server(tmp_path_factory, request) -> AppServer:
+    """A server per test module, each with a run store of its own: no test sees another's runs. A module's
+    ``SERVER_ENV`` (a dict) adds to the server's environment (a host's settings)."""
     runs_dir = tmp_path_factory.mktemp("e2e") / "runs"
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -66,7 +67,8 @@ def app_server(tmp_path_factory) -> AppServer:
     log = ARTIFACTS / f"e2e-streamlit-server-{port}.log"
     # The community checkpoints in ../shared/weights are one of this server's data folders.
     env = {**os.environ, "RESNET_LAB_RUNS": str(runs_dir),
-           "RESNET_LAB_DATA_ROOTS": os.pathsep.join(["data", str(runs_dir), str(ROOT.parent / "shared" / "weights")])}
+           "RESNET_LAB_DATA_ROOTS": os.pathsep.join(["data", str(runs_dir), str(ROOT.parent / "shared" / "weights")]),
+           **getattr(request.module, "SERVER_ENV", {})}
     with open(log, "w") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.port", str(port),

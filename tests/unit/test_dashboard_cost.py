@@ -86,3 +86,21 @@ def test_the_pages_redraws_count_until_a_dashboard_run_like_it_has_finished_here
     basis = preset_groups.estimate_basis("cpu")
     assert "corrected by 1 run(s) finished here (dashboard)" in basis and "the page's redraws" not in basis
     assert said(pair, both + redraw.page_seconds(both, 2, every, charts=6), preset=True)   # still at one core
+
+
+def test_the_host_sets_the_shortest_redraw_for_every_browser(monkeypatch):
+    """RESNET_LAB_REDRAW_S raises *auto* and removes the faster choices; junk means the default."""
+    monkeypatch.delenv("RESNET_LAB_REDRAW_S", raising=False)
+    assert redraw.redraw_choices(2) == {"auto (5 s)": 5.0, "1 s": 1.0, "2 s": 2.0, "5 s": 5.0}
+    assert redraw.redraw_choices(8) == {"auto (1 s)": 1.0, "1 s": 1.0, "2 s": 2.0, "5 s": 5.0}
+    monkeypatch.setenv("RESNET_LAB_REDRAW_S", "2")
+    assert redraw.redraw_choices(8) == {"auto (2 s)": 2.0, "2 s": 2.0, "5 s": 5.0}
+    assert redraw.default_redraw_seconds(2) == 5.0
+    monkeypatch.setenv("RESNET_LAB_REDRAW_S", "30")
+    assert redraw.redraw_choices(2) == {"auto (30 s)": 30.0}
+    assert redraw.default_redraw_seconds(64) == 30.0
+    for junk in ("fast", "nan", "-5", "0", ""):
+        monkeypatch.setenv("RESNET_LAB_REDRAW_S", junk)
+        assert redraw.host_floor_seconds() == 1.0, junk
+    monkeypatch.setenv("RESNET_LAB_REDRAW_S", "1e9")
+    assert redraw.host_floor_seconds() == 3600.0
