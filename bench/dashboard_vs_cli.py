@@ -13,7 +13,7 @@ by the runs finished before (``resnet_core/history.py``). The bench keeps this m
 (``--calibrate``: measures it anew first, as on a fresh machine) and process-start time but starts from
 an empty run history (a copy of the cache in its own folder). Not a test: it asserts nothing.
 
-    python bench/dashboard_vs_cli.py [--skip-preset] [--starts 2] [--read-s 2] [--calibrate]
+    python bench/dashboard_vs_cli.py [--skip-preset | --presets fig6,options] [--starts 2] [--read-s 2] [--calibrate]
 """
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 from resnet_core.experiments import costmodel  # noqa: E402
 from resnet_core.config import RunConfig  # noqa: E402
 from resnet_core.experiments.costmodel import estimate_seconds  # noqa: E402
-from resnet_core.experiments.presets import preset_configs, verdict
+from resnet_core.experiments.presets import PRESETS, preset_configs, verdict
 from resnet_core.experiments.scales import scale_config
 from resnet_core.experiments.verdicts import run_summary  # noqa: E402
 from resnet_core.training.runs import RunStore  # noqa: E402
@@ -116,15 +116,44 @@ def cli_start(cfg_json: Path, runs: Path, env: dict) -> dict:
             "first_80_t": t_of_step.get(first80)}
 
 
-def cli_preset(runs: Path, env: dict) -> dict:
+def cli_preset(runs: Path, env: dict, key: str) -> dict:
     t0 = time.perf_counter()
-    out = subprocess.run([sys.executable, "-m", "resnet_core", "reproduce", "fig6", "--scale", "quick", "--parallel",
+    out = subprocess.run([sys.executable, "-m", "resnet_core", "reproduce", key, "--scale", "quick", "--parallel",
                           "2", "--runs-dir", str(runs), "--quiet"], cwd=ROOT, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t0
     if out.returncode != 0:
         raise SystemExit(f"CLI reproduce failed: {out.stderr[-2000:]}")
     result = json.loads(out.stdout.strip().splitlines()[-1])
     return {"wall_s": wall, "verdict": result["verdict"]["line"], "holds": result["verdict"]["holds"]}
+
+
+def dash_preset(page, store: RunStore, key: str, read_s: float) -> dict:
+    """Reads the preset's estimate on the page, clicks it and follows its runs to their end."""
+    # read as a person would, once the page has redrawn after the last run's end (the estimate drawn
+    # while that run trained counts it as a run ahead)
+    page.wait_for_timeout(1000 * read_s)
+    page.locator("[data-testid='stApp'][data-test-script-state='notRunning']").wait_for(state="attached",
+                                                                                        timeout=60_000)
+    title = PRESETS[key].title
+    button = page.get_by_role("button", name=title, exact=True)
+    if not button.is_visible():
+        page.get_by_role("button", name="Experiments from the papers").click()
+    button.wait_for(timeout=30_000)
+    shown = re.search(re.escape(title) + r".{0,40}?\d+ runs \(.*?\), estimated about ([\d.]+) (s|min)\.",
+                      page.inner_text("body"), re.S)
+    d = {"page_estimate_s": float(shown.group(1)) * (60 if shown.group(2) == "min" else 1) if shown else None}
+    n = len(preset_configs(key, "quick", device="cpu"))
+    before = {i.run_id for i in store.list()}
+    t0 = time.perf_counter()
+    button.click()
+    wait_until(lambda: len([i for i in store.list() if i.run_id not in before]) == n, 60)
+    ids = [i.run_id for i in store.list() if i.run_id not in before]
+    wait_until(lambda: all(store.get(r).status not in ("queued", "running") for r in ids), 1800, 0.2)
+    d["wall_s"] = time.perf_counter() - t0
+    summaries = [run_summary(RunConfig.from_dict(store.get(r).config), store.read_metrics(r)) for r in ids]
+    v = verdict(key, summaries)
+    d["verdict"], d["holds"] = v["line"], v["holds"]
+    return d
 
 
 def one_start(page, store: RunStore) -> dict:
@@ -157,6 +186,9 @@ def one_start(page, store: RunStore) -> dict:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--skip-preset", action="store_true", help="only the default Start")
+    ap.add_argument("--presets", default="fig6",
+                    help="comma-separated quick presets to click after the Starts, each then run by the CLI "
+                         f"too (of {', '.join(PRESETS)})")
     ap.add_argument("--read-s", type=float, default=2.0,
                     help="seconds between the page being shown and the click on Start (a person reading it)")
     ap.add_argument("--starts", type=int, default=2,
@@ -188,8 +220,11 @@ def main() -> int:
     cfg_json = work / "start.json"
     cfg_json.write_text(start_cfg.to_json())
     est_start = estimate_seconds([start_cfg], "cpu")
-    fig6 = preset_configs("fig6", "quick", device="cpu")
-    est_fig6 = estimate_seconds(fig6, "cpu", parallel=2)
+    presets = [] if a.skip_preset else [k.strip() for k in a.presets.split(",") if k.strip()]
+    unknown = [k for k in presets if k not in PRESETS]
+    if unknown:
+        raise SystemExit(f"unknown preset(s) {', '.join(unknown)}; use {', '.join(PRESETS)}")
+    core_estimate = {k: estimate_seconds(preset_configs(k, "quick", device="cpu"), "cpu", parallel=2) for k in presets}
 
     # --- dashboard ---------------------------------------------------------------------------------
     runs = work / "dash-runs"
@@ -227,29 +262,7 @@ def main() -> int:
             for k in range(a.starts):
                 page.wait_for_timeout(1000 * a.read_s)   # a person reads the page for a moment before clicking
                 dash["starts"].append(one_start(page, store))
-            if not a.skip_preset:
-                # read as a person would, once the page has redrawn after the last Start's end (the estimate
-                # drawn while that Start trained counts it as a run ahead)
-                page.wait_for_timeout(1000 * a.read_s)
-                page.locator("[data-testid='stApp'][data-test-script-state='notRunning']").wait_for(
-                    state="attached", timeout=60_000)
-                page.get_by_role("button", name="Experiments from the papers").click()
-                page.get_by_role("button", name="Degradation (Fig. 6)").wait_for(timeout=30_000)
-                shown = re.search(r"Degradation \(Fig\. 6\).{0,40}?\d+ runs \(.*?\), estimated about ([\d.]+) (s|min)\.",
-                                  page.inner_text("body"), re.S)
-                dash["preset_page_estimate_s"] = (float(shown.group(1)) * (60 if shown.group(2) == "min" else 1)
-                                                  if shown else None)
-                before = {i.run_id for i in store.list()}
-                t0 = time.perf_counter()
-                page.get_by_role("button", name="Degradation (Fig. 6)").click()
-                ids = wait_until(lambda: [i.run_id for i in store.list() if i.run_id not in before] or None, 60)
-                wait_until(lambda: len([i for i in store.list() if i.run_id not in before]) == 4, 60)
-                ids = [i.run_id for i in store.list() if i.run_id not in before]
-                wait_until(lambda: all(store.get(r).status not in ("queued", "running") for r in ids), 1800, 0.2)
-                dash["preset_wall_s"] = time.perf_counter() - t0
-                summaries = [run_summary(RunConfig.from_dict(store.get(r).config), store.read_metrics(r)) for r in ids]
-                v = verdict("fig6", summaries)
-                dash["preset_verdict"], dash["preset_holds"] = v["line"], v["holds"]
+            dash["presets"] = {key: dash_preset(page, store, key, a.read_s) for key in presets}
             browser.close()
     finally:
         try:
@@ -276,16 +289,16 @@ def main() -> int:
     if dash["starts"]:
         print(f"  the core's first estimate {est_start:.0f} s, without a training process's start "
               f"({100 * (est_start / dash['starts'][0]['start_wall_s'] - 1):+.0f}% against Start 1)")
-    if not a.skip_preset:
-        clip = cli_preset(work / "cli-preset", env)
-        print("Degradation (Fig. 6), quick, 2 at once:")
-        print(f"  dashboard: {dash['preset_wall_s']:.1f} s; verdict {'holds' if dash['preset_holds'] else 'FAILS'}: "
-              f"{dash['preset_verdict']}")
+    for key, d in dash["presets"].items():
+        clip = cli_preset(work / f"cli-{key}", env, key)
+        print(f"{PRESETS[key].title}, quick, 2 at once:")
+        print(f"  dashboard: {d['wall_s']:.1f} s; verdict {'holds' if d['holds'] else 'FAILS'}: {d['verdict']}")
         print(f"  CLI:       {clip['wall_s']:.1f} s; verdict {'holds' if clip['holds'] else 'FAILS'}: {clip['verdict']}")
-        print(f"  ratio dashboard / CLI: {dash['preset_wall_s'] / clip['wall_s']:.2f}; the core's estimate before any "
-              f"run {est_fig6:.0f} s ({100 * (est_fig6 / dash['preset_wall_s'] - 1):+.0f}% against the dashboard)")
-        said = dash.get("preset_page_estimate_s")
-        print("  the page said " + (f"{said:.0f} s ({100 * (said / dash['preset_wall_s'] - 1):+.0f}% against the dashboard)"
+        est = core_estimate[key]
+        print(f"  ratio dashboard / CLI: {d['wall_s'] / clip['wall_s']:.2f}; the core's estimate before any "
+              f"run {est:.0f} s ({100 * (est / d['wall_s'] - 1):+.0f}% against the dashboard)")
+        said = d["page_estimate_s"]
+        print("  the page said " + (f"{said:.0f} s ({100 * (said / d['wall_s'] - 1):+.0f}% against the dashboard)"
                                     if said is not None else "nothing it could read"))
     return 0
 
