@@ -79,17 +79,23 @@ with c3.popover("Experiments from the papers"):
             st.caption(f"Look for: {preset.what_to_look_for}")
 
 
-# While a training process is still starting, the estimate is redrawn each second: it is for a click
-# now, and the start it waits for shrinks while the user reads.
-@st.fragment(run_every=1.0 if start_wait else None)
+# While a training process is still starting and nothing trains, the estimate is redrawn each second:
+# it is for a click now, and the start it waits for shrinks while the user reads. Not while runs train or
+# queue: the live charts' timer then looks every second for a new run's first points, and Streamlit skips
+# a timer's tick while another fragment runs, so two timers of one second starved the charts (a Start's
+# first points did not show before its end when the redraw interval was long).
+ticking = bool(start_wait) and not ahead
+
+
+@st.fragment(run_every=1.0 if ticking else None)
 def expected_durations():
-    wait = manager.start_wait_s() if start_wait else start_wait
+    wait = manager.start_wait_s() if ticking else start_wait
     st.caption(f"Expected duration: **Start** ({cfg.label}) "
                f"{preset_groups.expected_duration([cfg], cfg.train.device, ahead, wait)}, "
                f"**Start twin** {preset_groups.expected_duration(preset_groups.twin(cfg), cfg.train.device, ahead, wait)} "
                f"({scale} scale; runs beyond {manager.max_concurrent} at once queue; "
                f"{preset_groups.estimate_basis(cfg.train.device)}).")
-    if start_wait and not wait:
+    if ticking and not wait:
         st.rerun()   # the process is ready: a full rerun stops this timer
 
 
@@ -322,7 +328,8 @@ def _read_states(shown: list[str]) -> list[tuple[str, int]]:
 
 
 shown = list(st.session_state["shown_runs"])
-period = _period(_read_states(shown))
+shown_states = _read_states(shown)   # read once: the timers below depend on the same moment
+period = _period(shown_states)
 
 
 @st.fragment(run_every=period)
@@ -344,7 +351,9 @@ def _statuses(runs: list[str]) -> tuple[str, ...]:
 
 
 if period is not None and period > 1.0:
-    watched = _statuses(shown)
+    # The statuses the period was chosen from, not read anew: a run that went from queued to running while
+    # this script drew the charts must still rerun the page (to look every second for its first points).
+    watched = tuple(status for status, _ in shown_states)
 
     @st.fragment(run_every=1.0)
     def end_watch():
