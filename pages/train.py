@@ -82,8 +82,7 @@ with c3.popover("Experiments from the papers"):
 # While a training process is still starting and nothing trains, the estimate is redrawn each second:
 # it is for a click now, and the start it waits for shrinks while the user reads. Not while runs train or
 # queue: the live charts' timer then looks every second for a new run's first points, and Streamlit skips
-# a timer's tick while another fragment runs, so two timers of one second starved the charts (a Start's
-# first points did not show before its end when the redraw interval was long).
+# a timer's tick while another fragment runs, so a second timer of one second could take its ticks.
 ticking = bool(start_wait) and not ahead
 
 
@@ -127,8 +126,8 @@ refresh = c2.segmented_control(
     help="How often the charts below are redrawn while runs train. Each redraw costs CPU, mostly in the "
          "browser: with the browser on the same small machine as training, a 1 s redraw took a third of "
          "the training speed on 2 cores, a 5 s one under a tenth. *auto* picks the shortest interval that "
-         "keeps this cost to about 5% of this machine's CPU. Until a new run's first points show, the "
-         "page looks every second whatever is chosen."
+         "keeps this cost to about 5% of this machine's CPU (or the host's shortest interval, if longer). "
+         "Until a new run's first points show, the page looks every second whatever is chosen."
 ) or next(iter(REFRESH))
 
 
