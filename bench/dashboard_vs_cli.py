@@ -1,7 +1,7 @@
 """The dashboard against the CLI, in one run on one machine: the default Start and the Degradation
-preset, each once through the dashboard (a real `streamlit run` server, a real Chromium page watching
+preset (or any quick presets: ``--presets``), each once through the dashboard (a real `streamlit run` server, a real Chromium page watching
 the Train page at the default redraw, the buttons clicked) and once through the CLI
-(`python -m resnet_core train --config` / `reproduce fig6 --parallel 2`), with the page's estimate
+(`python -m resnet_core train --config` / `reproduce <preset> --parallel 2`), with the page's estimate
 beside each measured time.
 
 Prints the machine (CPU model, cores, sgemm GFLOP/s on all cores), then per case: wall seconds

@@ -94,16 +94,6 @@ def group_result(group: str, runs: list[RunInfo]) -> GroupResult | None:
     return GroupResult(group, key, preset.title, preset.what_to_look_for, runs, ended, summaries, verdict)
 
 
-def _calibration(device: str) -> costmodel.Calibration | None:
-    from resnet_core.device import resolve_device
-
-    try:
-        kind = resolve_device(device).type
-    except RuntimeError:
-        kind = "cpu"
-    return costmodel.load_calibration(kind)
-
-
 def _page_prior(cal: costmodel.Calibration, runs: int) -> bool:
     """Whether the page's own redraws are added to the estimate of ``runs`` started together: on a CPU
     (where the page and the browser take cores from the runs), until a dashboard run at the thread count
@@ -125,7 +115,7 @@ def expected_duration(cfgs: list[RunConfig], device: str = "auto",
     seconds = costmodel.estimate_seconds(cfgs, device, ahead=ahead, context="dashboard")
     if seconds is None:
         return "not estimated yet (timing a few training steps on this machine)"
-    cal = _calibration(device)
+    cal = costmodel.device_calibration(device)
     if cal is not None and _page_prior(cal, len(cfgs)):
         cores = cal.machine.get("cores")
         seconds += redraw.page_seconds(seconds, cores, redraw.default_redraw_seconds(cores),
@@ -134,14 +124,14 @@ def expected_duration(cfgs: list[RunConfig], device: str = "auto",
     return "estimated " + duration_text(seconds) + (" after the runs ahead of it" if ahead else "")
 
 
-def estimate_basis(device: str = "auto", runs: int = 1) -> str:
-    """Where the page's durations (of ``runs`` started together) come from, in one line."""
-    cal = _calibration(device)
+def estimate_basis(device: str = "auto") -> str:
+    """Where the page's durations (of a Start) come from, in one line."""
+    cal = costmodel.device_calibration(device)
     if cal is None:
         return "this machine's training speed is being measured"
     return costmodel.estimate_basis(cal, "dashboard") + (
         f"; plus the page's redraws ({redraw.REDRAW_CPU_S / 4:g} CPU-s a chart), until a run like it has finished here"
-        if _page_prior(cal, runs) else "")
+        if _page_prior(cal, 1) else "")
 
 
 def duration_text(seconds: float | None) -> str:

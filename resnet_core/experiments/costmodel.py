@@ -507,6 +507,18 @@ def runs_at_once() -> int:
         return 2
 
 
+def device_calibration(device: str = "auto") -> Calibration | None:
+    """The calibration of the device ``device`` resolves to here (a device that cannot be used: the
+    CPU's), or None while it has not been measured."""
+    from resnet_core.device import resolve_device
+
+    try:
+        kind = resolve_device(device).type
+    except RuntimeError:
+        kind = "cpu"
+    return load_calibration(kind)
+
+
 def estimate_seconds(cfgs: list[RunConfig], device: str = "auto", parallel: int | None = None,
                      n_train: int | None = None, n_test: int | None = None,
                      ahead: list[tuple[RunConfig, int]] | None = None, context: str = "cli") -> float | None:
@@ -516,15 +528,9 @@ def estimate_seconds(cfgs: list[RunConfig], device: str = "auto", parallel: int 
     finished here (in ``context``: the CLI's or the dashboard's) took against them (``run_correction``).
     None while this machine and device
     have not been measured yet: no figure is better than one from another machine."""
-    from resnet_core.device import resolve_device
-
     if not cfgs:
         return 0.0
-    try:
-        kind = resolve_device(device).type
-    except RuntimeError:
-        kind = "cpu"
-    cal = load_calibration(kind)
+    cal = device_calibration(device)
     if cal is None:
         return None
     return schedule_seconds(cal, cfgs, parallel or runs_at_once(), ahead=ahead, n_train=n_train, n_test=n_test,
